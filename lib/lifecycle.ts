@@ -1,0 +1,276 @@
+import { EventEmitter } from 'node:events'
+import type { ServerResponse } from 'node:http'
+import type { Http2ServerResponse } from 'node:http2'
+import { performance } from 'node:perf_hooks'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Shutdown and readiness state shared by every fastify-lifecycle plugin. */
+    lifecycle: Lifecycle
+  }
+}
+
+/** The phases of one Fastify instance, in the only order they can happen. */
+export type Phase = 'starting' | 'ready' | 'draining' | 'closing' | 'closed'
+const ORDER: Readonly<Record<Phase, number>> = { starting: 0, ready: 1, draining: 2, closing: 3, closed: 4 }
+
+/** What started the shutdown: a signal name, `'error'`, `'manual'` (lifecycle.shutdown()) or `'close'` (fastify.close()). */
+export interface ShutdownCause {
+  cause: string
+  /** The uncaught exception or rejection that started the shutdown, if one did. */
+  error?: unknown
+}
+
+/** A response being written: HTTP/1 or HTTP/2 compatibility API. */
+export type InFlightResponse = ServerResponse | Http2ServerResponse
+
+export interface PhaseTiming {
+  phase: 'draining' | 'closing' | 'closed'
+  /** When the phase began, in ms after the shutdown started. */
+  atMs: number
+  /** How long the phase lasted, in ms (0 for `closed`). */
+  durationMs: number
+  /** Requests in flight when the phase began. */
+  inFlight: number
+}
+
+/** Logged once at the end of every shutdown and returned by `lifecycle.shutdown()`. */
+export interface ShutdownReport {
+  cause: string
+  /** True when no stage had to be forced and the shutdown was not caused by an error. */
+  clean: boolean
+  /** The code the graceful plugin exits with: 0 when clean, 1 otherwise. */
+  exitCode: 0 | 1
+  /** From the start of the shutdown to the `closed` phase, in ms. */
+  totalMs: number
+  phases: PhaseTiming[]
+  /** One line per stage that had to be forced (requests cut, a deadline hit, a close that failed). */
+  forced: string[]
+  /** What each plugin recorded about its stage (pre-stop delay, drain counts, …). */
+  stages: Record<string, Readonly<Record<string, unknown>>>
+  /** Message of the error that caused the shutdown or made `close()` fail. */
+  error?: string
+}
+
+export interface LifecycleEvents {
+  phase: [phase: Phase, previous: Phase]
+  ready: []
+  draining: []
+  closing: []
+  closed: [report: ShutdownReport]
+}
+
+/** A step run after `draining` starts and before `fastify.close()` (the pre-stop delay is one). */
+export type BeforeCloseStep = () => Promise<void> | void
+
+/**
+ * The one state machine per Fastify instance. Plugins read `phase`, listen to its events and
+ * feed it (in-flight requests, stage records, time budget); none keeps a copy of the state.
+ */
+export class Lifecycle extends EventEmitter<LifecycleEvents> {
+  /** Responses in flight, kept by the drain plugin. Read it; do not add to it. */
+  readonly requests = new Set<InFlightResponse>()
+  readonly #fastify: FastifyInstance
+  readonly #log: FastifyBaseLogger
+  readonly #abort = new AbortController()
+  readonly #beforeClose: BeforeCloseStep[] = []
+  readonly #budget: Record<string, number> = {}
+  readonly #timings: Array<Omit<PhaseTiming, 'durationMs'>> = []
+  readonly #forced: string[] = []
+  readonly #stages: Record<string, Readonly<Record<string, unknown>>> = {}
+  #phase: Phase = 'starting'
+  #everReady = false
+  #startedAt = 0
+  #cause: ShutdownCause | undefined
+  #closeError: unknown
+  #driving = false
+  #booted = false
+  #onBooted: (() => void) | undefined
+  #shutdown: Promise<ShutdownReport> | undefined
+  #report: ShutdownReport | undefined
+
+  constructor (fastify: FastifyInstance) {
+    super()
+    this.#fastify = fastify
+    this.#log = fastify.log.child({ plugin: 'lifecycle' })
+  }
+
+  /** The current phase. */
+  get phase (): Phase { return this.#phase }
+
+  /** True from `draining` on: stop taking new long work, finish what you have. */
+  get shuttingDown (): boolean { return ORDER[this.#phase] >= ORDER.draining }
+
+  /** True once the instance has been `ready` (the pre-stop delay is skipped otherwise). */
+  get everReady (): boolean { return this.#everReady }
+
+  /** Aborted when the shutdown starts (`draining`): hand it to background work. */
+  get signal (): AbortSignal { return this.#abort.signal }
+
+  /** Requests in flight right now (0 unless the drain plugin is registered). */
+  get inFlight (): number { return this.requests.size }
+
+  /** The shutdown report, once the instance is `closed`. */
+  get report (): ShutdownReport | undefined { return this.#report }
+
+  /** Each phase's share of the shutdown deadline, in ms, as registered by the plugins. */
+  get budget (): Readonly<Record<string, number>> { return { ...this.#budget } }
+
+  /** Should this instance receive traffic now? */
+  isReady (): boolean { return this.#phase === 'ready' }
+
+  /**
+   * Starts the shutdown (`draining`, the before-close steps such as the pre-stop delay, then
+   * `fastify.close()`) and resolves with the report once `closed`. Calling it again returns the
+   * same promise: one shutdown per instance.
+   */
+  shutdown (cause: string | ShutdownCause = 'manual'): Promise<ShutdownReport> {
+    this.#shutdown ??= this.#runShutdown(typeof cause === 'string' ? { cause } : cause)
+    return this.#shutdown
+  }
+
+  /** For plugins: a step to await between `draining` and `fastify.close()`. */
+  beforeClose (step: BeforeCloseStep): void {
+    this.#beforeClose.push(step)
+  }
+
+  /** For plugins: the time a phase may take at most, checked against the overall deadline. */
+  setBudget (name: string, ms: number): void {
+    this.#budget[name] = ms
+  }
+
+  /** For plugins: what a stage did, shown under `stages` in the report. */
+  record (stage: string, data: Record<string, unknown>): void {
+    this.#stages[stage] = Object.freeze({ ...data })
+  }
+
+  /** For plugins: a stage had to be forced; the shutdown is no longer clean. */
+  markForced (stage: string, detail: string): void {
+    this.#forced.push(`${stage}: ${detail}`)
+  }
+
+  /**
+   * The process is about to exit before `closed` (a second signal, the overall deadline): logs
+   * the report as it stands, synchronously, and returns it.
+   */
+  abandon (why: string): ShutdownReport {
+    this.markForced('lifecycle', why)
+    const report = this.#buildReport(performance.now())
+    this.#log.error({ report, phase: this.#phase }, 'lifecycle: shutdown abandoned, exiting now')
+    return report
+  }
+
+  async #runShutdown (cause: ShutdownCause): Promise<ShutdownReport> {
+    this.#cause ??= cause
+    this.#driving = true
+    this.#enter('draining')
+    if (!this.#booted) {
+      // close() during Fastify's boot waits for a boot that only the app's own listen() or
+      // ready() completes: wait for it here, then close what the boot opened.
+      this.#log.info('lifecycle: waiting for start-up to finish before closing')
+      await new Promise<void>((resolve) => { this.#onBooted = resolve })
+    }
+    for (const step of this.#beforeClose) {
+      try {
+        await step()
+      } catch (err) {
+        this.#log.error({ err }, 'lifecycle: a before-close step failed, closing now')
+        this.markForced('before-close', (err as Error).message)
+      }
+    }
+    try {
+      await this.#fastify.close()
+    } catch (err) {
+      this.#closeError = err
+      this.markForced('close', `fastify.close() failed: ${(err as Error).message}`)
+    }
+    this.#enter('closed')
+    return this.#report as ShutdownReport
+  }
+
+  /**
+   * Adds the hooks that move the phases when the shutdown does not come through shutdown():
+   * `ready` when Fastify is ready, `draining` then `closing` when `close()` starts, `closed`
+   * when its onClose hooks are done.
+   */
+  /** @internal called once by useLifecycle(). */
+  install (fastify: FastifyInstance): void {
+    const lifecycle = this
+    fastify.addHook('onReady', async function lifecycleReady () {
+      lifecycle.#booted = true
+      if (lifecycle.#phase === 'starting') lifecycle.#enter('ready')
+      else lifecycle.#onBooted?.()
+    })
+    fastify.addHook('preClose', async function lifecycleClosing () {
+      lifecycle.#enter('draining')
+      lifecycle.#enter('closing')
+    })
+    // Registered when the lifecycle is created, so it runs after the onClose hooks of every
+    // plugin registered later. shutdown() enters `closed` itself, once close() has resolved.
+    fastify.addHook('onClose', async function lifecycleClosed () {
+      if (!lifecycle.#driving) lifecycle.#enter('closed')
+    })
+  }
+
+  /** Moves forward to `phase`, never backwards and never twice; `ready` only from `starting`. */
+  #enter (phase: Phase): void {
+    const previous = this.#phase
+    if (ORDER[phase] <= ORDER[previous]) return
+    const now = performance.now()
+    if (phase === 'draining') {
+      this.#startedAt = now
+    } else if (phase === 'ready') {
+      this.#everReady = true
+    }
+    this.#phase = phase
+    if (ORDER[phase] >= ORDER.draining) {
+      this.#timings.push({ phase: phase as PhaseTiming['phase'], atMs: round(now - this.#startedAt), inFlight: this.requests.size })
+    }
+    this.#log.info({ phase, previous, inFlight: this.requests.size }, 'lifecycle: phase changed')
+    if (phase === 'draining') this.#abort.abort(new Error(`shutting down (${this.#cause?.cause ?? 'close'})`))
+    this.emit('phase', phase, previous)
+    if (phase === 'closed') {
+      const report = this.#buildReport(now)
+      this.#report = report
+      this.#log[report.clean ? 'info' : 'warn']({ report }, 'lifecycle: shutdown report')
+      this.emit('closed', report)
+    } else {
+      this.emit(phase as 'ready' | 'draining' | 'closing')
+    }
+  }
+
+  #buildReport (now: number): ShutdownReport {
+    const cause = this.#cause ?? { cause: 'close' }
+    const error = cause.error ?? this.#closeError
+    const clean = this.#forced.length === 0 && error === undefined
+    const phases = this.#timings.map((timing, i, all) => ({
+      ...timing,
+      durationMs: round((all[i + 1]?.atMs ?? round(now - this.#startedAt)) - timing.atMs)
+    }))
+    const report: ShutdownReport = {
+      cause: cause.cause,
+      clean,
+      exitCode: clean ? 0 : 1,
+      totalMs: round(now - this.#startedAt),
+      phases,
+      forced: [...this.#forced],
+      stages: { ...this.#stages }
+    }
+    if (error !== undefined) report.error = error instanceof Error ? error.message : String(error)
+    return report
+  }
+}
+
+function round (ms: number): number {
+  return Math.round(ms * 10) / 10
+}
+
+/** The instance's lifecycle, created and hooked in on first use by any fastify-lifecycle plugin. */
+export function useLifecycle (fastify: FastifyInstance): Lifecycle {
+  if (fastify.hasDecorator('lifecycle')) return fastify.lifecycle
+  const lifecycle = new Lifecycle(fastify)
+  fastify.decorate('lifecycle', lifecycle)
+  lifecycle.install(fastify)
+  return lifecycle
+}

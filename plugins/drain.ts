@@ -1,0 +1,79 @@
+import { once } from 'node:events'
+import type { IncomingMessage, Server } from 'node:http'
+import type { Http2ServerRequest } from 'node:http2'
+import { performance } from 'node:perf_hooks'
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync } from 'fastify'
+import { useLifecycle, type InFlightResponse } from '../lib/lifecycle.js'
+import { resolveDrainOptions, type DrainOptions } from '../lib/options.js'
+import { deadline } from '../lib/timers.js'
+
+export type { DrainOptions }
+
+/**
+ * Tracks every request from the moment Node hands it over; from `draining` on, tells each
+ * HTTP/1 client to close its connection after the response; once `close()` starts, closes the
+ * listener and idle sockets, sweeps each socket as its last response ends, and waits for the
+ * in-flight requests until the deadline, when it cuts what is left.
+ */
+const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, options) {
+  const config = resolveDrainOptions(fastify.initialConfig.pluginTimeout as number, options)
+  const lifecycle = useLifecycle(fastify)
+  const log = fastify.log.child({ plugin: 'drain' })
+  const server = fastify.server as Server
+  // HTTP/2 servers have sessions, not keep-alive sockets: nothing to sweep or force there.
+  const http1 = typeof server.closeIdleConnections === 'function'
+  const requests = lifecycle.requests
+  let sweeping = false
+
+  lifecycle.setBudget('drain', config.timeout)
+
+  function untrack (this: InFlightResponse): void {
+    requests.delete(this)
+    // Its socket may now be an idle keep-alive one that nothing else would close.
+    if (sweeping && http1) server.closeIdleConnections()
+  }
+
+  // Prepended, so it runs before Fastify's handler can write the headers of a sync route.
+  server.prependListener('request', function trackRequest (request: IncomingMessage | Http2ServerRequest, response: InFlightResponse) {
+    requests.add(response)
+    response.once('close', untrack)
+    if (lifecycle.shuttingDown) closeAfterResponse(request, response)
+  })
+
+  lifecycle.on('draining', function closeConnectionsAfterResponses () {
+    for (const response of requests) closeAfterResponse(response.req, response)
+  })
+
+  fastify.addHook('preClose', async function drainInFlight () {
+    const started = performance.now()
+    const inFlightAtClose = requests.size
+    sweeping = true
+    const closed = once(server, 'close')
+    // No new connections from here; Node also closes the idle keep-alive sockets.
+    server.close()
+    log.info({ inFlight: inFlightAtClose, timeout: config.timeout }, 'drain: listener closed, waiting for in-flight requests')
+    const timer = deadline(config.timeout)
+    const outcome = await Promise.race([closed, timer.promise])
+    timer.clear()
+    let cut = 0
+    if (outcome === timer.expired) {
+      cut = requests.size
+      if (http1) server.closeAllConnections()
+      else for (const response of requests) response.destroy()
+      log.warn({ cut, timeout: config.timeout }, 'drain: deadline reached, cut in-flight requests')
+      if (cut > 0) lifecycle.markForced('drain', `${cut} request(s) cut at the ${config.timeout}ms deadline`)
+    }
+    const durationMs = Math.round(performance.now() - started)
+    lifecycle.record('drain', { inFlightAtClose, cut, timeout: config.timeout, durationMs })
+    log.info({ cut, durationMs }, 'drain: done')
+  })
+}
+
+/** Asks the client to close the connection after this response (HTTP/1 only, before headers). */
+function closeAfterResponse (request: IncomingMessage | Http2ServerRequest, response: InFlightResponse): void {
+  if (!response.headersSent && request.httpVersionMajor === 1) response.setHeader('connection', 'close')
+}
+
+export default fp(drain, { name: 'fastify-lifecycle-drain', fastify: '5.x' })
+export { drain as fastifyLifecycleDrain }

@@ -1,0 +1,50 @@
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync } from 'fastify'
+import { useLifecycle } from '../lib/lifecycle.js'
+import {
+  checkKnownKeys,
+  resolveDrainOptions,
+  resolveGracefulOptions,
+  resolvePreStopOptions,
+  type DrainOptions,
+  type GracefulOptions,
+  type PreStopOptions
+} from '../lib/options.js'
+import drain from './drain.js'
+import graceful from './graceful.js'
+import preStop from './pre-stop.js'
+
+export interface FastifyLifecycleOptions {
+  /** Signal handling and the overall deadline; `false` to handle signals yourself. */
+  graceful?: GracefulOptions | false
+  /** The delay between the signal and closing the listener; `false` for none. */
+  preStop?: PreStopOptions | false
+  /** In-flight request tracking and the drain deadline; `false` to leave connections to Fastify. */
+  drain?: DrainOptions | false
+}
+
+const PIECES = ['graceful', 'preStop', 'drain']
+
+/** Registers every piece of the suite from one options object; each is also usable alone. */
+const fastifyLifecycle: FastifyPluginAsync<FastifyLifecycleOptions> = async function fastifyLifecycle (fastify, options) {
+  checkKnownKeys('', options, PIECES)
+  // Validate everything first, so an error names the full option path ('preStop.delay').
+  if (options.drain !== false) resolveDrainOptions(fastify.initialConfig.pluginTimeout as number, options.drain, 'drain.')
+  if (options.preStop !== false) resolvePreStopOptions(options.preStop, 'preStop.')
+  if (options.graceful !== false) resolveGracefulOptions(options.graceful, 'graceful.')
+
+  useLifecycle(fastify)
+  if (options.drain !== false) await fastify.register(drain, options.drain ?? {})
+  if (options.preStop !== false) await fastify.register(preStop, options.preStop ?? {})
+  if (options.graceful !== false) await fastify.register(graceful, options.graceful ?? {})
+}
+
+export default fp(fastifyLifecycle, { name: 'fastify-lifecycle', fastify: '5.x' })
+export { fastifyLifecycle }
+export { default as drain } from './drain.js'
+export { default as graceful } from './graceful.js'
+export { default as preStop } from './pre-stop.js'
+export { Lifecycle, useLifecycle } from '../lib/lifecycle.js'
+export type { Phase, ShutdownCause, ShutdownReport, PhaseTiming, LifecycleEvents } from '../lib/lifecycle.js'
+export type { DrainOptions, GracefulOptions, PreStopOptions, HandledSignal } from '../lib/options.js'
+export * as errors from '../lib/errors.js'

@@ -1,0 +1,40 @@
+import { performance } from 'node:perf_hooks'
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync } from 'fastify'
+import { useLifecycle } from '../lib/lifecycle.js'
+import { resolvePreStopOptions, type PreStopOptions } from '../lib/options.js'
+import { wait } from '../lib/timers.js'
+
+export type { PreStopOptions }
+
+/**
+ * Keeps serving for `delay` ms after the shutdown starts, while the lifecycle is `draining`
+ * and readiness already fails, so load balancers stop routing here before the listener
+ * closes. The wait happens before `fastify.close()`: once close() starts, Fastify answers
+ * every new request with 503.
+ */
+const preStop: FastifyPluginAsync<PreStopOptions> = async function preStop (fastify, options) {
+  const config = resolvePreStopOptions(options)
+  const lifecycle = useLifecycle(fastify)
+  const log = fastify.log.child({ plugin: 'pre-stop' })
+
+  lifecycle.setBudget('preStop', config.delay)
+
+  lifecycle.beforeClose(async function preStopDelay () {
+    if (!lifecycle.everReady) {
+      // No load balancer was ever told to send traffic here: nothing to wait for.
+      log.info({ delay: config.delay }, 'pre-stop: instance was never ready, skipping the delay')
+      lifecycle.record('preStop', { delay: config.delay, waitedMs: 0, skipped: true })
+      return
+    }
+    log.info({ delay: config.delay, inFlight: lifecycle.inFlight }, 'pre-stop: still serving while load balancers stop routing here')
+    const started = performance.now()
+    await wait(config.delay)
+    const waitedMs = Math.round(performance.now() - started)
+    lifecycle.record('preStop', { delay: config.delay, waitedMs, skipped: false })
+    log.info({ waitedMs, inFlight: lifecycle.inFlight }, 'pre-stop: delay over, closing the listener')
+  })
+}
+
+export default fp(preStop, { name: 'fastify-lifecycle-pre-stop', fastify: '5.x' })
+export { preStop as fastifyLifecyclePreStop }

@@ -1,0 +1,144 @@
+import { once } from 'node:events'
+import { connect } from 'node:http2'
+import type { AddressInfo } from 'node:net'
+import { test } from 'tap'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Client } from 'undici'
+import drain from '../plugins/drain.js'
+
+function origin (app: FastifyInstance): string {
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+}
+
+/** A promise and its resolver: the test decides when a route may answer. */
+function gate () {
+  let open!: () => void
+  const opened = new Promise<void>((resolve) => { open = resolve })
+  return { open, opened }
+}
+
+test('from draining on, every HTTP/1 response asks the client to close, in-flight ones included', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(drain)
+  const release = gate()
+  const entered = gate()
+  app.get('/held', async () => { entered.open(); await release.opened; return 'held' })
+  app.get('/async', async () => 'async')
+  app.get('/sync', (_request, reply) => { reply.send('sync') })
+  const beforeClose = gate()
+  app.lifecycle.beforeClose(() => beforeClose.opened)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const client = new Client(origin(app), { keepAliveTimeout: 60_000 })
+  t.teardown(() => client.destroy())
+
+  const before = await client.request({ method: 'GET', path: '/async' })
+  await before.body.dump()
+  t.equal(before.headers.connection, 'keep-alive', 'keep-alive while ready')
+
+  const held = client.request({ method: 'GET', path: '/held' })
+  await entered.opened
+  const shutdown = app.lifecycle.shutdown()
+  t.equal(app.lifecycle.phase, 'draining')
+
+  const fresh = new Client(origin(app))
+  t.teardown(() => fresh.destroy())
+  for (const path of ['/async', '/sync', '/missing']) {
+    const res = await fresh.request({ method: 'GET', path })
+    await res.body.dump()
+    t.equal(res.headers.connection, 'close', `${path} answered during draining with Connection: close`)
+  }
+  release.open()
+  const heldRes = await held
+  await heldRes.body.dump()
+  t.equal(heldRes.statusCode, 200)
+  t.equal(heldRes.headers.connection, 'close', 'the request in flight at draining too')
+
+  beforeClose.open()
+  const report = await shutdown
+  t.match(report.stages.drain, { inFlightAtClose: 0, cut: 0, timeout: 5000 })
+})
+
+test('a keep-alive request in flight when close() starts does not hold close() until keepAliveTimeout', async (t) => {
+  const app = Fastify({ keepAliveTimeout: 600_000 })
+  await app.register(drain)
+  const release = gate()
+  const entered = gate()
+  app.get('/held', async () => { entered.open(); await release.opened; return 'held' })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const client = new Client(origin(app), { keepAliveTimeout: 600_000 })
+  t.teardown(() => client.destroy())
+  const held = client.request({ method: 'GET', path: '/held' })
+  await entered.opened
+  const closing = once(app.lifecycle, 'closing')
+  const closed = app.close()
+  await closing
+  release.open()
+  const res = await held
+  await res.body.dump()
+  t.equal(res.statusCode, 200, 'the request was answered')
+  t.equal(res.headers.connection, 'close', 'with Connection: close, so the socket ends with it')
+  await closed
+  t.equal(app.lifecycle.report?.clean, true, 'close() finished: no socket was left holding it')
+  t.match(app.lifecycle.report?.stages.drain, { inFlightAtClose: 1, cut: 0 })
+})
+
+test('at the deadline, requests still running are cut and counted', async (t) => {
+  const app = Fastify()
+  await app.register(drain, { timeout: 100 })
+  const entered = gate()
+  app.get('/forever', (_request, _reply) => { entered.open() })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const client = new Client(origin(app))
+  t.teardown(() => client.destroy())
+  const pending = client.request({ method: 'GET', path: '/forever' }).catch((err: Error & { code: string }) => err.code)
+  await entered.opened
+  t.equal(app.lifecycle.inFlight, 1)
+  await app.close()
+  t.equal(await pending, 'UND_ERR_SOCKET', 'the client saw the connection end')
+  const report = app.lifecycle.report!
+  t.match(report.stages.drain, { inFlightAtClose: 1, cut: 1, timeout: 100 })
+  t.same(report.forced, ['drain: 1 request(s) cut at the 100ms deadline'])
+  t.equal(report.exitCode, 1)
+})
+
+test('a drain with nothing in flight takes no time, listening or not', async (t) => {
+  const app = Fastify()
+  await app.register(drain, { timeout: 9000 })
+  app.get('/', async () => 'ok')
+  const res = await app.inject('/')
+  t.equal(res.statusCode, 200)
+  await app.close()
+  t.match(app.lifecycle.report?.stages.drain, { inFlightAtClose: 0, cut: 0 })
+  t.equal(app.lifecycle.report?.clean, true)
+})
+
+test('HTTP/2: streams are tracked, finished ones leave quietly, the rest are cut at the deadline', async (t) => {
+  const app = Fastify({ http2: true })
+  await app.register(drain, { timeout: 100 })
+  const entered = gate()
+  app.get('/', async () => 'ok')
+  app.get('/forever', (_request, _reply) => { entered.open() })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const session = connect(origin(app))
+  t.teardown(() => session.destroy())
+  session.on('error', () => {})
+
+  const ok = session.request({ ':path': '/' })
+  const [headers] = await once(ok, 'response')
+  t.equal(headers[':status'], 200)
+  ok.resume()
+  await once(ok, 'end')
+
+  const forever = session.request({ ':path': '/forever' })
+  forever.on('error', () => {})
+  let answered = false
+  forever.on('response', () => { answered = true })
+  await entered.opened
+  const shutdown = app.lifecycle.shutdown()
+  await once(forever, 'close')
+  t.equal(answered, false, 'the stream was closed by the server without an answer')
+  session.destroy()
+  const report = await shutdown
+  t.match(report.stages.drain, { cut: 1 })
+})

@@ -1,0 +1,54 @@
+import { test } from 'tap'
+import { startLoad, summarize } from '../../bench/load.js'
+import { startFixture } from '../helpers/fixture.js'
+
+const KEEP_ALIVE_TIMEOUT_MS = 60_000
+
+test('SIGTERM under concurrent keep-alive load: every accepted request is answered and the process exits 0', async (t) => {
+  const proc = await startFixture(t, 'service.ts', {
+    PRE_STOP_DELAY_MS: '400',
+    DRAIN_TIMEOUT_MS: '5000',
+    KEEP_ALIVE_TIMEOUT_MS: String(KEEP_ALIVE_TIMEOUT_MS)
+  })
+  const load = startLoad({ origin: proc.address, keepAliveClients: 50, freshClients: 10, maxDurationMs: 30_000 })
+  t.teardown(() => load.stop())
+
+  // Signal once load is flowing and slow requests are in flight on keep-alive connections.
+  await proc.waitForLog((l) => l.msg === 'slow route entered' && String(l.reqId).includes('-k'))
+  await proc.waitForLog((l) => l.msg === 'request completed' && String(l.reqId).endsWith('-5'))
+  const signalAt = performance.now()
+  proc.kill('SIGTERM')
+  const draining = await proc.waitForLog((l) => l.phase === 'draining')
+  // Keep sending through the pre-stop delay and until the process is gone, like a client
+  // that has not yet learned the instance is leaving.
+  const exitCode = await proc.exitCode
+  load.stop()
+  const outcomes = await load.done
+
+  const accepted = new Set(proc.logs('incoming request').map((l) => String(l.reqId)))
+  const summary = summarize(outcomes, accepted)
+  t.comment(JSON.stringify({ ...summary, inFlightAtSignal: draining.inFlight }))
+
+  t.equal(exitCode, 0, 'clean shutdown exits 0')
+  t.ok((draining.inFlight as number) > 0, 'requests were in flight when the signal arrived')
+  t.ok(accepted.size >= 100, 'the server accepted a real load')
+  const acceptedOutcomes = outcomes.filter((o) => accepted.has(o.id))
+  t.equal(acceptedOutcomes.length, accepted.size, 'the client saw every request the server accepted')
+  t.same(acceptedOutcomes.filter((o) => o.status !== 200), [], 'every accepted request got a 200, none was reset')
+  t.same(outcomes.filter((o) => o.status !== undefined && o.status !== 200), [], 'no request was answered with an error status')
+
+  const slowInFlight = acceptedOutcomes.filter((o) => o.path.startsWith('/slow') && o.startedAt < signalAt && o.endedAt > signalAt)
+  t.ok(slowInFlight.length > 0, 'slow requests in flight at the signal were answered')
+
+  const report = proc.report()!
+  t.same(report.phases.map((p: { phase: string }) => p.phase), ['draining', 'closing', 'closed'], 'report phases in order')
+  t.same(proc.phases(), ['ready', 'draining', 'closing', 'closed'], 'phase log lines in order')
+  t.equal(report.clean, true, 'the report calls the shutdown clean')
+  t.equal(report.exitCode, 0, 'the report gives exit code 0')
+  t.equal(report.stages.drain.cut, 0, 'nothing was cut')
+  t.equal(report.stages.preStop.skipped, false, 'the pre-stop delay ran')
+  t.ok(report.stages.drain.durationMs < KEEP_ALIVE_TIMEOUT_MS / 10, 'keep-alive sockets did not hold the drain open until keepAliveTimeout')
+
+  const afterSignal = acceptedOutcomes.filter((o) => o.connection === 'close')
+  t.ok(afterSignal.length > 0, 'responses during the drain carried Connection: close')
+})

@@ -1,0 +1,162 @@
+import { once } from 'node:events'
+import { test } from 'tap'
+import Fastify from 'fastify'
+import { request } from 'undici'
+import { useLifecycle, type Phase } from '../lib/lifecycle.js'
+import { drain, preStop } from '../plugins/index.js'
+
+function appWithLifecycle () {
+  const app = Fastify()
+  const lifecycle = useLifecycle(app)
+  const phases: Phase[] = []
+  lifecycle.on('phase', (phase) => phases.push(phase))
+  return { app, lifecycle, phases }
+}
+
+test('moves starting → ready on ready(), then draining → closing → closed on shutdown()', async (t) => {
+  const { app, lifecycle, phases } = appWithLifecycle()
+  t.equal(lifecycle.phase, 'starting')
+  t.equal(lifecycle.isReady(), false)
+  await app.ready()
+  t.equal(lifecycle.phase, 'ready')
+  t.equal(lifecycle.isReady(), true)
+  t.equal(lifecycle.everReady, true)
+  t.equal(lifecycle.shuttingDown, false)
+  t.equal(lifecycle.signal.aborted, false)
+
+  const draining = once(lifecycle, 'draining')
+  const closed = once(lifecycle, 'closed')
+  const first = lifecycle.shutdown('SIGTERM')
+  t.equal(lifecycle.shutdown('SIGINT'), first, 'a second call returns the same shutdown')
+  await draining
+  t.equal(lifecycle.isReady(), false, 'not ready once draining')
+  t.equal(lifecycle.shuttingDown, true)
+  t.equal(lifecycle.signal.aborted, true, 'the signal is aborted when draining starts')
+  t.match(lifecycle.signal.reason, { message: 'shutting down (SIGTERM)' })
+
+  const report = await first
+  t.same(phases, ['ready', 'draining', 'closing', 'closed'])
+  t.equal((await closed)[0], report, 'the closed event carries the report')
+  t.equal(lifecycle.report, report)
+  t.match(report, { cause: 'SIGTERM', clean: true, exitCode: 0, forced: [] })
+  t.same(report.phases.map((p) => p.phase), ['draining', 'closing', 'closed'])
+  t.equal(report.phases[0].atMs, 0)
+  t.equal(report.phases[2].durationMs, 0)
+  t.equal(report.error, undefined)
+})
+
+test('useLifecycle returns the one lifecycle of an instance', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  t.equal(useLifecycle(app), useLifecycle(app))
+  t.equal(app.lifecycle, useLifecycle(app))
+})
+
+test('fastify.close() alone walks the phases too, with cause "close"', async (t) => {
+  const { app, lifecycle, phases } = appWithLifecycle()
+  await app.ready()
+  await app.close()
+  t.same(phases, ['ready', 'draining', 'closing', 'closed'])
+  t.equal(lifecycle.report?.cause, 'close')
+  t.equal(lifecycle.signal.reason.message, 'shutting down (close)')
+})
+
+test('a shutdown requested before ready waits for the boot, then closes without becoming ready', async (t) => {
+  const { app, lifecycle, phases } = appWithLifecycle()
+  const report = lifecycle.shutdown()
+  t.equal(lifecycle.phase, 'draining')
+  await app.ready()
+  const done = await report
+  t.same(phases, ['draining', 'closing', 'closed'])
+  t.equal(lifecycle.everReady, false)
+  t.equal(done.cause, 'manual')
+})
+
+test('the pre-stop delay is skipped for an instance that was never ready', async (t) => {
+  const app = Fastify()
+  await app.register(preStop, { delay: 60_000 })
+  const report = app.lifecycle.shutdown()
+  await app.ready()
+  t.same((await report).stages.preStop, { delay: 60_000, waitedMs: 0, skipped: true })
+})
+
+test('the pre-stop delay runs between draining and closing', async (t) => {
+  const app = Fastify()
+  await app.register(preStop, { delay: 50 })
+  await app.ready()
+  const report = await app.lifecycle.shutdown()
+  t.equal(report.stages.preStop.skipped, false)
+  t.ok((report.stages.preStop.waitedMs as number) >= 49)
+  t.ok(report.phases[0].durationMs >= 49, 'draining lasted the delay')
+})
+
+test('a failing before-close step is reported and the close still happens', async (t) => {
+  const { app, lifecycle } = appWithLifecycle()
+  lifecycle.beforeClose(() => { throw new Error('step exploded') })
+  await app.ready()
+  const report = await lifecycle.shutdown()
+  t.equal(lifecycle.phase, 'closed')
+  t.same(report.forced, ['before-close: step exploded'])
+  t.equal(report.exitCode, 1)
+})
+
+test('a close() that fails is reported with its error and exit code 1', async (t) => {
+  const { app, lifecycle } = appWithLifecycle()
+  app.addHook('onClose', async function endPool () { throw new Error('pool end failed') })
+  await app.ready()
+  const report = await lifecycle.shutdown()
+  t.same(report.forced, ['close: fastify.close() failed: pool end failed'])
+  t.equal(report.error, 'pool end failed')
+  t.equal(report.clean, false)
+})
+
+test('an error that caused the shutdown makes it unclean, whatever its type', async (t) => {
+  const { app, lifecycle } = appWithLifecycle()
+  await app.ready()
+  const report = await lifecycle.shutdown({ cause: 'error', error: 'a thrown string' })
+  t.match(report, { cause: 'error', error: 'a thrown string', clean: false, exitCode: 1, forced: [] })
+})
+
+test('plugins record stages, mark forced ones and register budgets', async (t) => {
+  const { app, lifecycle } = appWithLifecycle()
+  lifecycle.setBudget('custom', 100)
+  const budget = lifecycle.budget as Record<string, number>
+  budget.custom = 5
+  t.same(lifecycle.budget, { custom: 100 }, 'budget is a copy')
+  await app.ready()
+  lifecycle.record('custom', { items: 3 })
+  lifecycle.markForced('custom', 'gave up on 1 item')
+  const report = await lifecycle.shutdown()
+  t.same(report.stages.custom, { items: 3 })
+  t.same(report.forced, ['custom: gave up on 1 item'])
+})
+
+test('abandon() returns the report as it stands, forced', async (t) => {
+  const { app, lifecycle } = appWithLifecycle()
+  t.teardown(() => app.close())
+  await app.ready()
+  const report = lifecycle.abandon('test says stop')
+  t.match(report, { cause: 'close', clean: false, exitCode: 1, forced: ['lifecycle: test says stop'], phases: [] })
+})
+
+test('without the drain plugin nothing is counted in flight', async (t) => {
+  const { app, lifecycle } = appWithLifecycle()
+  t.teardown(() => app.close())
+  app.get('/', async () => 'ok')
+  await app.inject('/')
+  t.equal(lifecycle.inFlight, 0)
+})
+
+test('with the drain plugin, requests count in flight until their response closes', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(drain)
+  let seen = -1
+  app.get('/', async () => { seen = app.lifecycle.inFlight; return 'ok' })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const res = await request(`http://127.0.0.1:${(app.server.address() as { port: number }).port}/`)
+  await res.body.dump()
+  t.equal(seen, 1)
+  await app.close()
+  t.equal(app.lifecycle.inFlight, 0)
+})
