@@ -27,7 +27,10 @@ import { Client } from 'undici'
  * @property {string} [idPrefix]                 default 'r'
  */
 
-/** Every 5th request is slow: a share of requests is always in flight. */
+/**
+ * Every 5th request is slow: a share of requests is always in flight.
+ * @param {number} n
+ */
 export function mixedPath (n) {
   return n % 5 === 4 ? '/slow?ms=200' : '/'
 }
@@ -52,6 +55,12 @@ export function startLoad (options) {
   const endAt = performance.now() + maxDurationMs
   const running = () => !stopped && performance.now() < endAt
 
+  /**
+   * @param {Client} client
+   * @param {string} id
+   * @param {string} reqPath
+   * @param {boolean} fresh
+   */
   async function send (client, id, reqPath, fresh) {
     /** @type {Outcome} */
     const outcome = { id, path: reqPath, fresh, startedAt: performance.now(), endedAt: 0 }
@@ -62,11 +71,13 @@ export function startLoad (options) {
       outcome.status = res.statusCode
       outcome.connection = /** @type {string | undefined} */ (res.headers.connection)
     } catch (err) {
-      outcome.error = err.code ?? err.name
+      const { code, name } = /** @type {Error & { code?: string }} */ (err)
+      outcome.error = code ?? name
     }
     outcome.endedAt = performance.now()
   }
 
+  /** @param {number} w */
   async function keepAliveWorker (w) {
     const client = new Client(origin, { keepAliveTimeout: 60_000, pipelining: 1 })
     try {
@@ -78,6 +89,7 @@ export function startLoad (options) {
     }
   }
 
+  /** @param {number} w */
   async function freshWorker (w) {
     for (let n = 0; n < maxRequestsPerClient && running(); n++) {
       const client = new Client(origin, { pipelining: 1 })

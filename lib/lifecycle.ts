@@ -61,8 +61,8 @@ export interface LifecycleEvents {
   closed: [report: ShutdownReport]
 }
 
-/** A step run after `draining` starts and before `fastify.close()` (the pre-stop delay is one). */
-export type BeforeCloseStep = () => Promise<void> | void
+/** Work a plugin does during a phase of the shutdown, before the next phase starts. */
+export type PhaseStep = () => Promise<void> | void
 
 /**
  * The one state machine per Fastify instance. Plugins read `phase`, listen to its events and
@@ -74,7 +74,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   readonly #fastify: FastifyInstance
   readonly #log: FastifyBaseLogger
   readonly #abort = new AbortController()
-  readonly #beforeClose: BeforeCloseStep[] = []
+  readonly #steps: Record<'draining' | 'closing', PhaseStep[]> = { draining: [], closing: [] }
+  #closingSteps: Promise<void> | undefined
   readonly #budget: Record<string, number> = {}
   readonly #timings: Array<Omit<PhaseTiming, 'durationMs'>> = []
   readonly #forced: string[] = []
@@ -130,9 +131,15 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     return this.#shutdown
   }
 
-  /** For plugins: a step to await between `draining` and `fastify.close()`. */
-  beforeClose (step: BeforeCloseStep): void {
-    this.#beforeClose.push(step)
+  /**
+   * For plugins: work to finish during a phase, in registration order. `draining` steps run
+   * after the signal, while still serving (the pre-stop delay), only when the shutdown comes
+   * through shutdown(). `closing` steps (the drain) run once the listener is to close and
+   * before `fastify.close()`, so Fastify's own 503-while-closing never meets a request on a
+   * connection that was already accepted; a direct `fastify.close()` runs them from preClose.
+   */
+  during (phase: 'draining' | 'closing', step: PhaseStep): void {
+    this.#steps[phase].push(step)
   }
 
   /** For plugins: the time a phase may take at most, checked against the overall deadline. */
@@ -171,14 +178,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       this.#log.info('lifecycle: waiting for start-up to finish before closing')
       await new Promise<void>((resolve) => { this.#onBooted = resolve })
     }
-    for (const step of this.#beforeClose) {
-      try {
-        await step()
-      } catch (err) {
-        this.#log.error({ err }, 'lifecycle: a before-close step failed, closing now')
-        this.markForced('before-close', (err as Error).message)
-      }
-    }
+    await this.#runSteps('draining')
+    this.#enter('closing')
+    await this.#runClosingSteps()
     try {
       await this.#fastify.close()
     } catch (err) {
@@ -187,6 +189,23 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     }
     this.#enter('closed')
     return this.#report as ShutdownReport
+  }
+
+  async #runSteps (phase: 'draining' | 'closing'): Promise<void> {
+    for (const step of this.#steps[phase]) {
+      try {
+        await step()
+      } catch (err) {
+        this.#log.error({ err, phase }, 'lifecycle: a shutdown step failed, moving on')
+        this.markForced(phase, `a step failed: ${(err as Error).message}`)
+      }
+    }
+  }
+
+  /** Once per shutdown, whichever path gets here first. */
+  #runClosingSteps (): Promise<void> {
+    this.#closingSteps ??= this.#runSteps('closing')
+    return this.#closingSteps
   }
 
   /**
@@ -205,6 +224,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     fastify.addHook('preClose', async function lifecycleClosing () {
       lifecycle.#enter('draining')
       lifecycle.#enter('closing')
+      await lifecycle.#runClosingSteps()
     })
     // Registered when the lifecycle is created, so it runs after the onClose hooks of every
     // plugin registered later. shutdown() enters `closed` itself, once close() has resolved.

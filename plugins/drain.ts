@@ -12,9 +12,11 @@ export type { DrainOptions }
 
 /**
  * Tracks every request from the moment Node hands it over; from `draining` on, tells each
- * HTTP/1 client to close its connection after the response; once `close()` starts, closes the
- * listener and idle sockets, sweeps each socket as its last response ends, and waits for the
- * in-flight requests until the deadline, when it cuts what is left.
+ * HTTP/1 client to close its connection after the response; at `closing`, closes the listener
+ * and the idle sockets, sweeps each socket as its last response ends, and waits for the
+ * in-flight requests until the deadline, when it cuts what is left. The lifecycle runs this
+ * before `fastify.close()` (or from preClose when close() is called directly, which is why the
+ * deadline must fit in pluginTimeout).
  */
 const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, options) {
   const config = resolveDrainOptions(fastify.initialConfig.pluginTimeout as number, options)
@@ -45,7 +47,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     for (const response of requests) closeAfterResponse(response.req, response)
   })
 
-  fastify.addHook('preClose', async function drainInFlight () {
+  lifecycle.during('closing', async function drainInFlight () {
     const started = performance.now()
     const inFlightAtClose = requests.size
     sweeping = true

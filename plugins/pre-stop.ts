@@ -20,7 +20,7 @@ const preStop: FastifyPluginAsync<PreStopOptions> = async function preStop (fast
 
   lifecycle.setBudget('preStop', config.delay)
 
-  lifecycle.beforeClose(async function preStopDelay () {
+  lifecycle.during('draining', async function preStopDelay () {
     if (!lifecycle.everReady) {
       // No load balancer was ever told to send traffic here: nothing to wait for.
       log.info({ delay: config.delay }, 'pre-stop: instance was never ready, skipping the delay')

@@ -2,11 +2,11 @@ import { once } from 'node:events'
 import { connect } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { test } from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify from 'fastify'
 import { Client } from 'undici'
 import drain from '../plugins/drain.js'
 
-function origin (app: FastifyInstance): string {
+function origin (app: { server: { address: () => unknown } }): string {
   return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
 }
 
@@ -26,8 +26,8 @@ test('from draining on, every HTTP/1 response asks the client to close, in-fligh
   app.get('/held', async () => { entered.open(); await release.opened; return 'held' })
   app.get('/async', async () => 'async')
   app.get('/sync', (_request, reply) => { reply.send('sync') })
-  const beforeClose = gate()
-  app.lifecycle.beforeClose(() => beforeClose.opened)
+  const preStopGate = gate()
+  app.lifecycle.during('draining', () => preStopGate.opened)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const client = new Client(origin(app), { keepAliveTimeout: 60_000 })
   t.teardown(() => client.destroy())
@@ -54,7 +54,7 @@ test('from draining on, every HTTP/1 response asks the client to close, in-fligh
   t.equal(heldRes.statusCode, 200)
   t.equal(heldRes.headers.connection, 'close', 'the request in flight at draining too')
 
-  beforeClose.open()
+  preStopGate.open()
   const report = await shutdown
   t.match(report.stages.drain, { inFlightAtClose: 0, cut: 0, timeout: 5000 })
 })

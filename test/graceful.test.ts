@@ -50,7 +50,7 @@ test('listeners are removed even when the budget check fails the boot', async (t
   const app = Fastify({ pluginTimeout: 0 })
   app.register(graceful, { timeout: 1000 })
   app.register(async function bigBudget (instance) { instance.lifecycle.setBudget('drain', 5000) })
-  await t.rejects(app.ready(), { code: 'FST_LIFECYCLE_BUDGET_EXCEEDED' })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_LIFECYCLE_BUDGET_EXCEEDED' })
   await app.close()
   t.same(added(before), [])
 })

@@ -90,13 +90,13 @@ test('the pre-stop delay runs between draining and closing', async (t) => {
   t.ok(report.phases[0].durationMs >= 49, 'draining lasted the delay')
 })
 
-test('a failing before-close step is reported and the close still happens', async (t) => {
+test('a failing shutdown step is reported and the close still happens', async (t) => {
   const { app, lifecycle } = appWithLifecycle()
-  lifecycle.beforeClose(() => { throw new Error('step exploded') })
+  lifecycle.during('draining', () => { throw new Error('step exploded') })
   await app.ready()
   const report = await lifecycle.shutdown()
   t.equal(lifecycle.phase, 'closed')
-  t.same(report.forced, ['before-close: step exploded'])
+  t.same(report.forced, ['draining: a step failed: step exploded'])
   t.equal(report.exitCode, 1)
 })
 

@@ -31,7 +31,7 @@ for (const c of cases) {
     const app = Fastify(c.fastify)
     t.teardown(() => app.close())
     app.register(c.plugin, c.options as object)
-    await t.rejects(app.ready(), { code: c.code, message: c.message })
+    await t.rejects(async () => { await app.ready() }, { code: c.code, message: c.message })
   })
 }
 
