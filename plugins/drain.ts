@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import type { IncomingMessage, Server } from 'node:http'
-import type { Http2ServerRequest } from 'node:http2'
+import type { Http2ServerRequest, Http2Session } from 'node:http2'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
@@ -26,7 +26,15 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   // HTTP/2 servers have sessions, not keep-alive sockets: nothing to sweep or force there.
   const http1 = typeof server.closeIdleConnections === 'function'
   const requests = lifecycle.requests
+  const sessions = new Set<Http2Session>()
   let sweeping = false
+
+  if (!http1) {
+    fastify.server.on('session', function trackSession (session: Http2Session) {
+      sessions.add(session)
+      session.once('close', () => sessions.delete(session))
+    })
+  }
 
   lifecycle.setBudget('drain', config.timeout)
 
@@ -52,8 +60,10 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     const inFlightAtClose = requests.size
     sweeping = true
     const closed = once(server, 'close')
-    // No new connections from here; Node also closes the idle keep-alive sockets.
+    // No new connections from here; Node also closes the idle keep-alive sockets. HTTP/2
+    // sessions get GOAWAY: their open streams finish, no new ones start.
     server.close()
+    for (const session of sessions) session.close()
     log.info({ inFlight: inFlightAtClose, timeout: config.timeout }, 'drain: listener closed, waiting for in-flight requests')
     const timer = deadline(config.timeout)
     const outcome = await Promise.race([closed, timer.promise])
@@ -61,9 +71,11 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     let cut = 0
     if (outcome === timer.expired) {
       cut = requests.size
-      if (http1) server.closeAllConnections()
-      else for (const response of requests) response.destroy()
       log.warn({ cut, timeout: config.timeout }, 'drain: deadline reached, cut in-flight requests')
+      if (http1) server.closeAllConnections()
+      else for (const session of sessions) session.destroy()
+      // What was cut is no longer in flight, whenever its close event comes.
+      requests.clear()
       if (cut > 0) lifecycle.markForced('drain', `${cut} request(s) cut at the ${config.timeout}ms deadline`)
     }
     const durationMs = Math.round(performance.now() - started)

@@ -24,8 +24,8 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
   const handlers = closeWithGrace({
     delay: config.timeout,
     skip,
-    // close-with-grace logs here only when the shutdown ends with a forced stage.
-    logger: { error: (err: unknown) => log.error({ err }, 'graceful: exiting with code 1') },
+    // Every exit is explained by this plugin's own log lines.
+    logger: false,
     onSecondSignal (signal) {
       lifecycle.abandon(`second ${signal} received`)
     },
@@ -43,6 +43,8 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
       log.info({ signal, timeout: config.timeout }, 'graceful: signal received, shutting down')
     }
     const report = await lifecycle.shutdown(err !== undefined ? { cause: 'error', error: err } : { cause: signal as string })
+    log[report.exitCode === 0 ? 'info' : 'warn']({ exitCode: report.exitCode, totalMs: report.totalMs, forced: report.forced }, 'graceful: shutdown complete, exiting')
+    // close-with-grace exits 1 on an error cause or a rejection, 0 otherwise.
     if (report.forced.length > 0) throw new FST_LIFECYCLE_SHUTDOWN_FORCED(report.forced.join('; '))
   })
 

@@ -100,6 +100,7 @@ test('at the deadline, requests still running are cut and counted', async (t) =>
   t.match(report.stages.drain, { inFlightAtClose: 1, cut: 1, timeout: 100 })
   t.same(report.forced, ['drain: 1 request(s) cut at the 100ms deadline'])
   t.equal(report.exitCode, 1)
+  t.equal(report.phases.at(-1)?.inFlight, 0, 'a cut request no longer counts as in flight')
 })
 
 test('a drain with nothing in flight takes no time, listening or not', async (t) => {
@@ -113,32 +114,43 @@ test('a drain with nothing in flight takes no time, listening or not', async (t)
   t.equal(app.lifecycle.report?.clean, true)
 })
 
-test('HTTP/2: streams are tracked, finished ones leave quietly, the rest are cut at the deadline', async (t) => {
+test('HTTP/2: idle sessions get GOAWAY and let the drain end at once', async (t) => {
   const app = Fastify({ http2: true })
-  await app.register(drain, { timeout: 100 })
-  const entered = gate()
+  await app.register(drain, { timeout: 9000 })
   app.get('/', async () => 'ok')
-  app.get('/forever', (_request, _reply) => { entered.open() })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const session = connect(origin(app))
   t.teardown(() => session.destroy())
-  session.on('error', () => {})
-
   const ok = session.request({ ':path': '/' })
   const [headers] = await once(ok, 'response')
   t.equal(headers[':status'], 200)
   ok.resume()
   await once(ok, 'end')
+  const goaway = once(session, 'goaway')
+  const report = await app.lifecycle.shutdown()
+  await goaway
+  t.match(report.stages.drain, { cut: 0 })
+  t.equal(report.clean, true, 'the open session did not hold the drain until its deadline')
+})
 
+test('HTTP/2: streams still running at the deadline are cut with their session', async (t) => {
+  const app = Fastify({ http2: true })
+  await app.register(drain, { timeout: 100 })
+  const entered = gate()
+  app.get('/forever', (_request, _reply) => { entered.open() })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const session = connect(origin(app))
+  t.teardown(() => session.destroy())
+  session.on('error', () => {})
   const forever = session.request({ ':path': '/forever' })
   forever.on('error', () => {})
   let answered = false
   forever.on('response', () => { answered = true })
   await entered.opened
-  const shutdown = app.lifecycle.shutdown()
-  await once(forever, 'close')
-  t.equal(answered, false, 'the stream was closed by the server without an answer')
-  session.destroy()
-  const report = await shutdown
-  t.match(report.stages.drain, { cut: 1 })
+  const sessionClosed = once(session, 'close')
+  const report = await app.lifecycle.shutdown()
+  await sessionClosed
+  t.equal(answered, false, 'the stream ended without an answer')
+  t.match(report.stages.drain, { inFlightAtClose: 1, cut: 1 })
+  t.same(report.forced, ['drain: 1 request(s) cut at the 100ms deadline'])
 })

@@ -38,6 +38,7 @@ test('a keep-alive response whose headers went out before the signal does not ho
   proc.kill('SIGTERM')
   t.equal(await res.body.text(), 'start\nend\n', 'the stream finished')
   t.equal(await proc.exitCode, 0, 'the swept socket let the process exit cleanly')
+  t.match(await proc.waitForLog('graceful: shutdown complete, exiting'), { level: 30, exitCode: 0, forced: [] })
   t.ok(proc.report()!.stages.drain.durationMs < 30_000, 'well before keepAliveTimeout')
 })
 
@@ -58,7 +59,8 @@ test('a request longer than the drain deadline is cut, the log counts it, and th
   t.equal(report.clean, false)
   t.equal(report.exitCode, 1)
   t.same(report.forced, ['drain: 1 request(s) cut at the 300ms deadline'])
-  t.ok(proc.logs('graceful: exiting with code 1').length === 1, 'graceful says why it exits 1')
+  const exiting = await proc.waitForLog('graceful: shutdown complete, exiting')
+  t.match(exiting, { level: 40, exitCode: 1, forced: ['drain: 1 request(s) cut at the 300ms deadline'] }, 'graceful says why it exits 1')
 })
 
 test('a second signal exits at once with code 1 and logs the report as it stands', async (t) => {
