@@ -46,3 +46,46 @@ export const FST_LIFECYCLE_SHUTDOWN_FORCED = createError(
   'shutdown was not clean: %s',
   500
 )
+
+/** Two teardown resources with one name: the report and `after` could not tell them apart. */
+export const FST_LIFECYCLE_TEARDOWN_DUPLICATE_NAME = createError(
+  'FST_LIFECYCLE_TEARDOWN_DUPLICATE_NAME',
+  "teardown resource '%s' is already registered; give each resource its own name",
+  500
+)
+
+/** A teardown resource that teardown would not know how to close. */
+export const FST_LIFECYCLE_TEARDOWN_NO_CLOSE_METHOD = createError(
+  'FST_LIFECYCLE_TEARDOWN_NO_CLOSE_METHOD',
+  "teardown resource '%s' is %s, with no end(), quit(), close(), disconnect() or destroy() method; pass the client itself or a function that closes it",
+  500,
+  TypeError
+)
+
+/** `after` names a resource that was never registered. */
+export const FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY = createError(
+  'FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY',
+  "teardown resource '%s' is to close after '%s', which is not registered",
+  500
+)
+
+/** The `after` relations loop, so no order can satisfy them. */
+export const FST_LIFECYCLE_TEARDOWN_CYCLE = createError(
+  'FST_LIFECYCLE_TEARDOWN_CYCLE',
+  'teardown order has a cycle: %s',
+  500
+)
+
+/** A resource registered once the teardown has begun would never be closed. */
+export const FST_LIFECYCLE_TEARDOWN_STARTED = createError(
+  'FST_LIFECYCLE_TEARDOWN_STARTED',
+  "teardown resource '%s' was registered after the teardown started; register resources when they are created",
+  500
+)
+
+/** `lifecycle.teardown()` without the teardown plugin: nothing would ever close the resource. */
+export const FST_LIFECYCLE_TEARDOWN_NOT_REGISTERED = createError(
+  'FST_LIFECYCLE_TEARDOWN_NOT_REGISTERED',
+  "lifecycle.teardown('%s') needs the teardown plugin: register fastify-lifecycle, or fastify-lifecycle/teardown",
+  500
+)

@@ -3,6 +3,8 @@ import type { ServerResponse } from 'node:http'
 import type { Http2ServerResponse } from 'node:http2'
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import { FST_LIFECYCLE_TEARDOWN_NOT_REGISTERED, FST_LIFECYCLE_INVALID_OPTION } from './errors.js'
+import type { Closable, CloseFunction, TeardownRegistry, TeardownResourceOptions } from './teardown.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -61,6 +63,13 @@ export interface LifecycleEvents {
   closed: [report: ShutdownReport]
 }
 
+/** Work that is not an HTTP request (a queue message, a job) which the drain waits for. */
+export interface HeldWork {
+  readonly name: string
+  /** The work is done; the drain stops waiting for it. Calling it again does nothing. */
+  release: () => void
+}
+
 /** Work a plugin does during a phase of the shutdown, before the next phase starts. */
 export type PhaseStep = () => Promise<void> | void
 
@@ -76,6 +85,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   readonly #abort = new AbortController()
   readonly #steps: Record<'draining' | 'closing', PhaseStep[]> = { draining: [], closing: [] }
   #closingSteps: Promise<void> | undefined
+  readonly #held = new Set<HeldWork>()
+  #whenIdle: Array<() => void> = []
+  #teardown: TeardownRegistry | undefined
   readonly #budget: Record<string, number> = {}
   readonly #timings: Array<Omit<PhaseTiming, 'durationMs'>> = []
   readonly #forced: string[] = []
@@ -117,6 +129,52 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
 
   /** Each phase's share of the shutdown deadline, in ms, as registered by the plugins. */
   get budget (): Readonly<Record<string, number>> { return { ...this.#budget } }
+
+  /** Names of the work held with `hold()` and not yet released. */
+  get held (): string[] { return [...this.#held].map((work) => work.name) }
+
+  /**
+   * Marks work that is not an HTTP request as in progress (a queue message being handled, a
+   * scheduled job, a file being written). The drain waits for every held work to be released,
+   * up to its deadline, as it waits for requests. Check `signal` before taking new work.
+   */
+  hold (name: string): HeldWork {
+    if (typeof name !== 'string' || name === '') throw new FST_LIFECYCLE_INVALID_OPTION('hold name', 'a non-empty string', name)
+    const held = this.#held
+    const whenIdle = (): void => {
+      if (held.size === 0) for (const resolve of this.#whenIdle.splice(0)) resolve()
+    }
+    const work: HeldWork = Object.freeze({
+      name,
+      release () {
+        if (held.delete(work)) whenIdle()
+      }
+    })
+    held.add(work)
+    return work
+  }
+
+  /** Resolves once no work is held (at once if none is). */
+  idle (): Promise<void> {
+    if (this.#held.size === 0) return Promise.resolve()
+    return new Promise((resolve) => { this.#whenIdle.push(resolve) })
+  }
+
+  /**
+   * Registers something to close at shutdown, after the drain: a pg pool, a Redis client,
+   * anything with `end()`, `quit()`, `close()`, `disconnect()` or `destroy()`, or a function.
+   * Needs the teardown plugin; see docs/teardown.md for order, timeouts and `after`.
+   */
+  teardown (name: string, resource: Closable | CloseFunction, options?: TeardownResourceOptions): this {
+    if (this.#teardown === undefined) throw new FST_LIFECYCLE_TEARDOWN_NOT_REGISTERED(name)
+    this.#teardown.add(name, resource, options)
+    return this
+  }
+
+  /** @internal the teardown plugin hands its registry over once. */
+  useTeardown (registry: TeardownRegistry): void {
+    this.#teardown = registry
+  }
 
   /** Should this instance receive traffic now? */
   isReady (): boolean { return this.#phase === 'ready' }

@@ -40,6 +40,21 @@ export interface DrainOptions {
   timeout?: number
 }
 
+export interface TeardownOptions {
+  /**
+   * Overall deadline for closing every registered resource, in ms. Resources not closed by then
+   * are reported and the shutdown counts as forced. @default 10000
+   */
+  timeout?: number
+  /** Default longest wait for one resource, in ms; `teardown(name, r, { timeout })` overrides it. @default 3000 */
+  resourceTimeout?: number
+  /**
+   * Close resources at the same time when no `after` relation orders them. Off, they close one
+   * at a time in reverse registration order. @default false
+   */
+  parallel?: boolean
+}
+
 export interface ResolvedGracefulOptions {
   readonly signals: readonly HandledSignal[]
   readonly timeout: number
@@ -47,10 +62,16 @@ export interface ResolvedGracefulOptions {
 }
 export interface ResolvedPreStopOptions { readonly delay: number }
 export interface ResolvedDrainOptions { readonly timeout: number }
+export interface ResolvedTeardownOptions {
+  readonly timeout: number
+  readonly resourceTimeout: number
+  readonly parallel: boolean
+}
 
 const GRACEFUL_KEYS = ['signals', 'timeout', 'handleErrors']
 const PRE_STOP_KEYS = ['delay']
 const DRAIN_KEYS = ['timeout']
+const TEARDOWN_KEYS = ['timeout', 'resourceTimeout', 'parallel']
 
 /** Rejects keys that no plugin reads, so a typo fails loudly instead of being ignored. */
 export function checkKnownKeys (prefix: string, input: object, known: readonly string[]): void {
@@ -116,6 +137,19 @@ export function resolveDrainOptions (pluginTimeout: number, input?: DrainOptions
     throw new FST_LIFECYCLE_DRAIN_EXCEEDS_PLUGIN_TIMEOUT(timeout, pluginTimeout)
   }
   return Object.freeze({ timeout })
+}
+
+export function resolveTeardownOptions (input?: TeardownOptions, prefix = ''): ResolvedTeardownOptions {
+  const options: TeardownOptions = plainObject(prefix.slice(0, -1) || 'options', input)
+  checkKnownKeys(prefix, options, TEARDOWN_KEYS)
+  const timeout = duration(prefix + 'timeout', options.timeout, 10_000, true)
+  const resourceTimeout = duration(prefix + 'resourceTimeout', options.resourceTimeout, Math.min(3000, timeout), true)
+  if (resourceTimeout > timeout) {
+    throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'resourceTimeout', `at most ${prefix}timeout (${timeout}ms)`, resourceTimeout)
+  }
+  const parallel = options.parallel ?? false
+  if (typeof parallel !== 'boolean') throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'parallel', 'a boolean', parallel)
+  return Object.freeze({ timeout, resourceTimeout, parallel })
 }
 
 /** The shutdown phases, each a share of the overall deadline. */

@@ -8,13 +8,15 @@ export interface Deadline {
 }
 
 /**
- * A cancellable timer for races against work in progress. It does not keep the process
- * alive: what it bounds (sockets, requests) does, and `clear()` frees it at once.
+ * A cancellable timer for races against work in progress. It keeps the process alive on
+ * purpose: it bounds a phase of the shutdown that must reach its end (the next resource, the
+ * report, the exit code) even when what it waits for holds nothing open itself, such as a
+ * close() promise that never settles. Callers always clear it once the race is decided.
  */
 export function deadline (ms: number): Deadline {
   const expired = Symbol('expired')
   const controller = new AbortController()
-  const promise = sleep(ms, expired, { ref: false, signal: controller.signal }).catch(() => expired)
+  const promise = sleep(ms, expired, { signal: controller.signal }).catch(() => expired)
   return { promise, expired, clear: () => controller.abort() }
 }
 

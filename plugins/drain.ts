@@ -64,23 +64,27 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     // sessions get GOAWAY: their open streams finish, no new ones start.
     server.close()
     for (const session of sessions) session.close()
-    log.info({ inFlight: inFlightAtClose, timeout: config.timeout }, 'drain: listener closed, waiting for in-flight requests')
+    const heldAtClose = lifecycle.held
+    log.info({ inFlight: inFlightAtClose, held: heldAtClose, timeout: config.timeout }, 'drain: listener closed, waiting for in-flight requests')
     const timer = deadline(config.timeout)
-    const outcome = await Promise.race([closed, timer.promise])
+    const outcome = await Promise.race([Promise.all([closed, lifecycle.idle()]), timer.promise])
     timer.clear()
     let cut = 0
+    let heldCut: string[] = []
     if (outcome === timer.expired) {
       cut = requests.size
-      log.warn({ cut, timeout: config.timeout }, 'drain: deadline reached, cut in-flight requests')
+      heldCut = lifecycle.held
+      log.warn({ cut, heldCut, timeout: config.timeout }, 'drain: deadline reached, cut in-flight requests')
       if (http1) server.closeAllConnections()
       else for (const session of sessions) session.destroy()
       // What was cut is no longer in flight, whenever its close event comes.
       requests.clear()
       if (cut > 0) lifecycle.markForced('drain', `${cut} request(s) cut at the ${config.timeout}ms deadline`)
+      if (heldCut.length > 0) lifecycle.markForced('drain', `held work still running at the ${config.timeout}ms deadline: ${heldCut.join(', ')}`)
     }
     const durationMs = Math.round(performance.now() - started)
-    lifecycle.record('drain', { inFlightAtClose, cut, timeout: config.timeout, durationMs })
-    log.info({ cut, durationMs }, 'drain: done')
+    lifecycle.record('drain', { inFlightAtClose, heldAtClose, cut, heldCut, timeout: config.timeout, durationMs })
+    log.info({ cut, heldCut, durationMs }, 'drain: done')
   })
 }
 

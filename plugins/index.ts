@@ -6,13 +6,16 @@ import {
   resolveDrainOptions,
   resolveGracefulOptions,
   resolvePreStopOptions,
+  resolveTeardownOptions,
   type DrainOptions,
+  type TeardownOptions,
   type GracefulOptions,
   type PreStopOptions
 } from '../lib/options.js'
 import drain from './drain.js'
 import graceful from './graceful.js'
 import preStop from './pre-stop.js'
+import teardown from './teardown.js'
 
 export interface FastifyLifecycleOptions {
   /** Signal handling and the overall deadline; `false` to handle signals yourself. */
@@ -21,9 +24,11 @@ export interface FastifyLifecycleOptions {
   preStop?: PreStopOptions | false
   /** In-flight request tracking and the drain deadline; `false` to leave connections to Fastify. */
   drain?: DrainOptions | false
+  /** `fastify.lifecycle.teardown()` and its deadlines; `false` to close resources yourself. */
+  teardown?: TeardownOptions | false
 }
 
-const PIECES = ['graceful', 'preStop', 'drain']
+const PIECES = ['graceful', 'preStop', 'drain', 'teardown']
 
 /** Registers every piece of the suite from one options object; each is also usable alone. */
 const fastifyLifecycle: FastifyPluginAsync<FastifyLifecycleOptions> = async function fastifyLifecycle (fastify, options) {
@@ -31,11 +36,13 @@ const fastifyLifecycle: FastifyPluginAsync<FastifyLifecycleOptions> = async func
   // Validate everything first, so an error names the full option path ('preStop.delay').
   if (options.drain !== false) resolveDrainOptions(fastify.initialConfig.pluginTimeout as number, options.drain, 'drain.')
   if (options.preStop !== false) resolvePreStopOptions(options.preStop, 'preStop.')
+  if (options.teardown !== false) resolveTeardownOptions(options.teardown, 'teardown.')
   if (options.graceful !== false) resolveGracefulOptions(options.graceful, 'graceful.')
 
   useLifecycle(fastify)
   if (options.drain !== false) await fastify.register(drain, options.drain ?? {})
   if (options.preStop !== false) await fastify.register(preStop, options.preStop ?? {})
+  if (options.teardown !== false) await fastify.register(teardown, options.teardown ?? {})
   if (options.graceful !== false) await fastify.register(graceful, options.graceful ?? {})
 }
 
@@ -44,7 +51,9 @@ export { fastifyLifecycle }
 export { default as drain } from './drain.js'
 export { default as graceful } from './graceful.js'
 export { default as preStop } from './pre-stop.js'
+export { default as teardown } from './teardown.js'
 export { Lifecycle, useLifecycle } from '../lib/lifecycle.js'
-export type { Phase, ShutdownCause, ShutdownReport, PhaseTiming, LifecycleEvents } from '../lib/lifecycle.js'
-export type { DrainOptions, GracefulOptions, PreStopOptions, HandledSignal } from '../lib/options.js'
+export type { Phase, ShutdownCause, ShutdownReport, PhaseTiming, LifecycleEvents, HeldWork, PhaseStep } from '../lib/lifecycle.js'
+export type { DrainOptions, GracefulOptions, PreStopOptions, TeardownOptions, HandledSignal } from '../lib/options.js'
+export type { Closable, CloseFunction, TeardownResourceOptions, TeardownResult, TeardownOutcome } from '../lib/teardown.js'
 export * as errors from '../lib/errors.js'

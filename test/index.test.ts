@@ -10,21 +10,22 @@ test('the main plugin registers every piece under its fastify-plugin name', asyn
   t.teardown(() => app.close())
   await app.register(lifecycle)
   await app.ready()
-  for (const name of ['fastify-lifecycle', 'fastify-lifecycle-drain', 'fastify-lifecycle-pre-stop', 'fastify-lifecycle-graceful']) {
+  for (const name of ['fastify-lifecycle', 'fastify-lifecycle-drain', 'fastify-lifecycle-pre-stop', 'fastify-lifecycle-teardown', 'fastify-lifecycle-graceful']) {
     t.ok(app.hasPlugin(name), name)
   }
   t.ok(app.lifecycle instanceof Lifecycle)
-  t.same(app.lifecycle.budget, { drain: 5000, preStop: 5000 }, 'production defaults')
+  t.same(app.lifecycle.budget, { drain: 5000, preStop: 5000, teardown: 10_000 }, 'production defaults, which fit the 25 s graceful deadline')
 })
 
 test('each piece can be turned off', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
-  await app.register(lifecycle, { graceful: false, preStop: false, drain: false })
+  await app.register(lifecycle, { graceful: false, preStop: false, drain: false, teardown: false })
   await app.ready()
   t.notOk(app.hasPlugin('fastify-lifecycle-drain'))
   t.notOk(app.hasPlugin('fastify-lifecycle-pre-stop'))
   t.notOk(app.hasPlugin('fastify-lifecycle-graceful'))
+  t.notOk(app.hasPlugin('fastify-lifecycle-teardown'))
   t.equal(app.lifecycle.phase, 'ready', 'the lifecycle itself is always there')
 })
 

@@ -160,3 +160,24 @@ test('with the drain plugin, requests count in flight until their response close
   await app.close()
   t.equal(app.lifecycle.inFlight, 0)
 })
+
+test('hold(): held work is named until released; idle() resolves once nothing is held', async (t) => {
+  const { app, lifecycle } = appWithLifecycle()
+  t.teardown(() => app.close())
+  await lifecycle.idle()
+  t.pass('idle at once when nothing is held')
+  const a = lifecycle.hold('import')
+  const b = lifecycle.hold('email')
+  t.same(lifecycle.held, ['import', 'email'])
+  let idle = false
+  const waiting = lifecycle.idle().then(() => { idle = true })
+  a.release()
+  a.release()
+  t.same(lifecycle.held, ['email'], 'releasing twice changes nothing')
+  await Promise.resolve()
+  t.equal(idle, false, 'still holding email')
+  b.release()
+  await waiting
+  t.same(lifecycle.held, [])
+  t.throws(() => lifecycle.hold(''), { code: 'FST_LIFECYCLE_INVALID_OPTION', message: /'hold name' must be a non-empty string/ })
+})

@@ -23,7 +23,7 @@ const cases: Case[] = [
   { name: 'a nested drain deadline that pluginTimeout would cut', plugin: lifecycle, options: { drain: { timeout: 20_000 } }, code: 'FST_LIFECYCLE_DRAIN_EXCEEDS_PLUGIN_TIMEOUT', message: /20000ms does not fit in pluginTimeout 10000ms/ },
   { name: 'a piece given as a number', plugin: lifecycle, options: { drain: 5 }, code: 'FST_LIFECYCLE_INVALID_OPTION', message: /option 'drain' must be an object, received 5/ },
   { name: 'plugin options given as an array', plugin: preStop, options: [1], code: 'FST_LIFECYCLE_INVALID_OPTION', message: /option 'options' must be an object/ },
-  { name: 'a budget that cannot fit in the overall deadline', plugin: lifecycle, options: { preStop: { delay: 800 }, drain: { timeout: 300 }, graceful: { timeout: 1000 } }, code: 'FST_LIFECYCLE_BUDGET_EXCEEDED', message: /drain 300ms \+ preStop 800ms = 1100ms leaves no room inside graceful\.timeout 1000ms/ }
+  { name: 'a budget that cannot fit in the overall deadline', plugin: lifecycle, options: { preStop: { delay: 800 }, drain: { timeout: 300 }, graceful: { timeout: 1000 } }, code: 'FST_LIFECYCLE_BUDGET_EXCEEDED', message: /drain 300ms \+ preStop 800ms \+ teardown 10000ms = 11100ms leaves no room inside graceful\.timeout 1000ms/ }
 ]
 
 for (const c of cases) {
@@ -51,5 +51,5 @@ test('the caller\'s options object is left as it was', async (t) => {
   await app.register(lifecycle, options)
   await app.ready()
   t.equal(JSON.stringify(options), before)
-  t.same(app.lifecycle.budget, { preStop: 10 })
+  t.same(app.lifecycle.budget, { preStop: 10, teardown: 10_000 })
 })

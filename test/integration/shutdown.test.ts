@@ -64,7 +64,7 @@ test('a request longer than the drain deadline is cut, the log counts it, and th
 })
 
 test('a second signal exits at once with code 1 and logs the report as it stands', async (t) => {
-  const proc = await startFixture(t, 'service.ts', { PRE_STOP_DELAY_MS: '15000', GRACEFUL_TIMEOUT_MS: '25000' })
+  const proc = await startFixture(t, 'service.ts', { PRE_STOP_DELAY_MS: '15000', GRACEFUL_TIMEOUT_MS: '40000' })
   proc.kill('SIGTERM')
   await proc.waitForLog('pre-stop: still serving while load balancers stop routing here')
   proc.kill('SIGTERM')
@@ -101,7 +101,7 @@ test('an uncaught exception shuts down gracefully: in-flight work answered, exit
 })
 
 test('a second uncaught error during the shutdown exits at once with code 1', async (t) => {
-  const proc = await startFixture(t, 'service.ts', { PRE_STOP_DELAY_MS: '15000', GRACEFUL_TIMEOUT_MS: '25000' })
+  const proc = await startFixture(t, 'service.ts', { PRE_STOP_DELAY_MS: '15000', GRACEFUL_TIMEOUT_MS: '40000' })
   const first = await request(`${proc.address}/boom`)
   await first.body.dump()
   await proc.waitForLog('pre-stop: still serving while load balancers stop routing here')
@@ -122,7 +122,7 @@ test('an unhandled rejection shuts down gracefully with exit code 1', async (t) 
 })
 
 test('SIGTERM during start-up, before ready, exits cleanly without the pre-stop delay', async (t) => {
-  const proc = await startFixture(t, 'service.ts', { PRE_STOP_DELAY_MS: '15000', GRACEFUL_TIMEOUT_MS: '25000', BOOT_DELAY_MS: '300' }, { waitListening: false })
+  const proc = await startFixture(t, 'service.ts', { PRE_STOP_DELAY_MS: '15000', GRACEFUL_TIMEOUT_MS: '40000', BOOT_DELAY_MS: '300' }, { waitListening: false })
   await proc.waitForLog('boot: warming up')
   proc.kill('SIGTERM')
   t.equal(await proc.exitCode, 0)
@@ -134,7 +134,7 @@ test('SIGTERM during start-up, before ready, exits cleanly without the pre-stop 
 })
 
 test('the overall deadline exits with code 1 when a close step hangs', async (t) => {
-  const proc = await startFixture(t, 'service.ts', { PRE_STOP_DELAY_MS: '0', DRAIN_TIMEOUT_MS: '200', GRACEFUL_TIMEOUT_MS: '1000', HANG_ON_CLOSE: '1' })
+  const proc = await startFixture(t, 'service.ts', { PRE_STOP_DELAY_MS: '0', DRAIN_TIMEOUT_MS: '200', TEARDOWN_TIMEOUT_MS: '500', GRACEFUL_TIMEOUT_MS: '1000', HANG_ON_CLOSE: '1' })
   proc.kill('SIGTERM')
   await proc.waitForLog('fixture: onClose hook hanging')
   t.equal(await proc.exitCode, 1)

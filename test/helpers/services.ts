@@ -1,0 +1,98 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createServer } from 'node:net'
+import type { Test } from 'tap'
+import pg from 'pg'
+import { Redis } from 'ioredis'
+
+export const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+const HOW_TO = {
+  pg: 'start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` (or `bash .ci/run`), or point PG_URL at one',
+  redis: 'start it with `redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log` (or `bash .ci/run`), or point REDIS_URL at one'
+}
+
+/** Fails the test loudly, with how to start PostgreSQL, when it does not answer. */
+export async function requirePg (): Promise<void> {
+  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 })
+  try {
+    await client.connect()
+    await client.query('SELECT 1')
+  } catch (err) {
+    throw new Error(`PostgreSQL is not reachable at PG_URL=${PG_URL} (${(err as Error).message}); ${HOW_TO.pg}`)
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+/** Fails the test loudly, with how to start Redis, when it does not answer. */
+export async function requireRedis (url = REDIS_URL): Promise<void> {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 3000 })
+  try {
+    await client.connect()
+    await client.ping()
+  } catch (err) {
+    throw new Error(`Redis is not reachable at REDIS_URL=${url} (${(err as Error).message}); ${HOW_TO.redis}`)
+  } finally {
+    client.disconnect()
+  }
+}
+
+/** Connections PostgreSQL still has open for an application_name. */
+export async function pgConnections (applicationName: string): Promise<number> {
+  const client = new pg.Client({ connectionString: PG_URL })
+  await client.connect()
+  try {
+    const { rows } = await client.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [applicationName])
+    return rows[0].n as number
+  } finally {
+    await client.end()
+  }
+}
+
+/** Clients Redis still has connected under a client name. */
+export async function redisClients (name: string): Promise<number> {
+  const client = new Redis(REDIS_URL)
+  try {
+    const list = await client.client('LIST') as string
+    return list.split('\n').filter((line) => line.includes(` name=${name} `)).length
+  } finally {
+    client.disconnect()
+  }
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  server.close()
+  await once(server, 'close')
+  return port
+}
+
+/**
+ * A redis-server of the test's own, on its own port, so a test can stop it without touching
+ * the machine's shared one. Stopped when the test ends, if the test has not stopped it.
+ */
+export async function startOwnRedis (t: Test): Promise<{ url: string, stop: () => Promise<void> }> {
+  const port = await freePort()
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = once(child, 'exit')
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL')
+      await exited
+    }
+  }
+  t.teardown(stop)
+  // redis-server logs this line once it accepts connections.
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => { if (chunk.toString().includes('Ready to accept connections')) resolve() })
+    exited.then(() => reject(new Error(`redis-server on port ${port} exited at start; is redis-server installed?`)), reject)
+  })
+  const url = `redis://127.0.0.1:${port}`
+  await requireRedis(url)
+  return { url, stop }
+}
