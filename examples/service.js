@@ -1,6 +1,7 @@
 // A Fastify service the way a user writes it, with fastify-lifecycle handling the shutdown.
 // Run `npm run build` first, then `node examples/service.js`. Environment:
-//   PORT (0 = any free port), HOST (127.0.0.1), PRE_STOP_DELAY_MS (5000), DRAIN_TIMEOUT_MS (5000)
+//   PORT (0 = any free port), HOST (127.0.0.1), PRE_STOP_DELAY_MS (5000), DRAIN_TIMEOUT_MS (5000),
+//   REDIS_URL and PG_URL (optional: a real Redis client and pg pool, closed at shutdown)
 import Fastify from 'fastify'
 import lifecycle from 'fastify-lifecycle'
 
@@ -15,6 +16,46 @@ await app.register(lifecycle, {
   preStop: { delay: msFromEnv('PRE_STOP_DELAY_MS', 5000) },
   drain: { timeout: msFromEnv('DRAIN_TIMEOUT_MS', 5000) }
 })
+
+// Things to close at shutdown, after the last request: a Redis client and a pg pool when their
+// URLs are given (the cache writes through to the database, so the pool outlives the client);
+// otherwise an in-process worker whose jobs the drain waits for.
+const closeAfter = []
+if (process.env.REDIS_URL) {
+  const { Redis } = await import('ioredis')
+  const redis = new Redis(process.env.REDIS_URL)
+  app.lifecycle.teardown('redis', redis)
+  closeAfter.push('redis')
+  app.get('/visits', async function visits () {
+    return { visits: await redis.incr('example:visits') }
+  })
+}
+if (process.env.PG_URL) {
+  const { default: pg } = await import('pg')
+  const pool = new pg.Pool({ connectionString: process.env.PG_URL, application_name: 'fastify-lifecycle-example' })
+  app.lifecycle.teardown('pg', pool, { after: closeAfter })
+  app.get('/db', async function db () {
+    const { rows } = await pool.query('SELECT now() AS now')
+    return rows[0]
+  })
+}
+if (!process.env.REDIS_URL && !process.env.PG_URL) {
+  // A background worker: one job at a time, none started once the shutdown begins, and each
+  // held so the drain waits for it to finish.
+  const worker = async () => {
+    let jobs = 0
+    while (!app.lifecycle.signal.aborted) {
+      const job = app.lifecycle.hold('report-job')
+      await new Promise((resolve) => setTimeout(resolve, 250))
+      jobs++
+      job.release()
+    }
+    app.log.info({ jobs }, 'worker: stopped')
+  }
+  app.addHook('onReady', async function startWorker () {
+    worker().catch((err) => app.log.error({ err }, 'worker: crashed'))
+  })
+}
 
 app.get('/', async function hello () {
   return { hello: 'world' }

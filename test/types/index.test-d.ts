@@ -10,8 +10,13 @@ import lifecycle, {
   type Lifecycle,
   type Phase,
   type PreStopOptions,
-  type ShutdownReport
+  type ShutdownReport,
+  type HeldWork,
+  type TeardownOptions,
+  type TeardownResult,
+  teardown
 } from 'fastify-lifecycle'
+import teardownAlone from 'fastify-lifecycle/teardown'
 import gracefulAlone from 'fastify-lifecycle/graceful'
 import { FST_LIFECYCLE_INVALID_OPTION } from 'fastify-lifecycle/errors'
 
@@ -35,6 +40,33 @@ app.lifecycle.on('phase', (phase, previous) => {
 app.lifecycle.on('closed', (report) => { expectType<0 | 1>(report.exitCode) })
 expectError(app.lifecycle.on('closed', (report: string) => report))
 expectError(app.lifecycle.phase = 'ready')
+
+// Teardown: clients with a close method, or functions; options typed.
+const pool = { end: async () => {} }
+const redis = { quit: async () => 'OK', disconnect: () => {} }
+expectType<Lifecycle>(app.lifecycle.teardown('pg', pool))
+app.lifecycle.teardown('redis', redis, { timeout: 1000, after: ['pg'] })
+app.lifecycle.teardown('flush', async () => {})
+app.lifecycle.teardown('sync', () => {})
+expectError(app.lifecycle.teardown('pg', pool, { timeout: '1s' }))
+expectError(app.lifecycle.teardown('pg', pool, { after: 'redis' }))
+expectError(app.lifecycle.teardown(42, pool))
+app.register(teardown, { timeout: 10_000, resourceTimeout: 3000, parallel: true })
+app.register(teardownAlone)
+app.register(lifecycle, { teardown: false })
+expectError(app.register(teardown, { parallel: 'yes' }))
+expectAssignable<TeardownOptions>({ parallel: false })
+const resource: TeardownResult = { name: 'pg', method: 'end', outcome: 'closed' }
+expectError<TeardownResult>({ name: 'pg', method: 'end', outcome: 'done' })
+expectType<string>(resource.name)
+
+// Held work.
+const work = app.lifecycle.hold('job')
+expectType<HeldWork>(work)
+expectType<void>(work.release())
+expectType<string[]>(app.lifecycle.held)
+expectType<Promise<void>>(app.lifecycle.idle())
+expectError(app.lifecycle.hold())
 
 // Phases are a closed union.
 expectAssignable<Phase>('draining')
