@@ -25,6 +25,7 @@ if (process.env.REDIS_URL) {
   const { Redis } = await import('ioredis')
   const redis = new Redis(process.env.REDIS_URL)
   app.lifecycle.teardown('redis', redis)
+  app.lifecycle.check('redis', async () => { await redis.ping() }, { timeout: 500 })
   closeAfter.push('redis')
   app.get('/visits', async function visits () {
     return { visits: await redis.incr('example:visits') }
@@ -34,6 +35,7 @@ if (process.env.PG_URL) {
   const { default: pg } = await import('pg')
   const pool = new pg.Pool({ connectionString: process.env.PG_URL, application_name: 'fastify-lifecycle-example' })
   app.lifecycle.teardown('pg', pool, { after: closeAfter })
+  app.lifecycle.check('pg', async () => { await pool.query('SELECT 1') }, { timeout: 500, cacheTtl: 1000 })
   app.get('/db', async function db () {
     const { rows } = await pool.query('SELECT now() AS now')
     return rows[0]
@@ -42,16 +44,21 @@ if (process.env.PG_URL) {
 if (!process.env.REDIS_URL && !process.env.PG_URL) {
   // A background worker: one job at a time, none started once the shutdown begins, and each
   // held so the drain waits for it to finish.
+  let lastJobAt = Date.now()
   const worker = async () => {
     let jobs = 0
     while (!app.lifecycle.signal.aborted) {
       const job = app.lifecycle.hold('report-job')
       await new Promise((resolve) => setTimeout(resolve, 250))
       jobs++
+      lastJobAt = Date.now()
       job.release()
     }
     app.log.info({ jobs }, 'worker: stopped')
   }
+  // Reported, not critical: a stalled worker shows in /readyz?verbose without taking the
+  // instance out of rotation.
+  app.lifecycle.check('worker', () => Date.now() - lastJobAt < 2000, { critical: false })
   app.addHook('onReady', async function startWorker () {
     worker().catch((err) => app.log.error({ err }, 'worker: crashed'))
   })
@@ -67,15 +74,8 @@ app.get('/slow', async function slow (request) {
   return { waitedMs: ms }
 })
 
-// Liveness: the process answers. It never depends on a database, and stays 200 while draining.
-app.get('/livez', { logLevel: 'warn' }, async function livez () {
-  return 'ok'
-})
-
-// Readiness: 503 from the moment the shutdown starts, so load balancers stop routing here.
-app.get('/readyz', { logLevel: 'warn' }, async function readyz (request, reply) {
-  if (app.lifecycle.isReady()) return 'ok'
-  return reply.code(503).send(`not ready: ${app.lifecycle.phase}`)
-})
+// /livez, /readyz and /startupz come from the health plugin (part of fastify-lifecycle):
+// readiness fails from the moment of SIGTERM and when a critical check fails; liveness stays
+// 200 through the whole shutdown. Try /readyz?verbose.
 
 await app.listen({ port: msFromEnv('PORT', 0), host: process.env.HOST ?? '127.0.0.1' })

@@ -89,3 +89,38 @@ export const FST_LIFECYCLE_TEARDOWN_NOT_REGISTERED = createError(
   "lifecycle.teardown('%s') needs the teardown plugin: register fastify-lifecycle, or fastify-lifecycle/teardown",
   500
 )
+
+/** A start-up task registered once the app is ready: it could no longer hold readiness back. */
+export const FST_LIFECYCLE_STARTUP_TASK_LATE = createError(
+  'FST_LIFECYCLE_STARTUP_TASK_LATE',
+  "start-up task '%s' was registered after the app became ready; register start-up tasks while plugins load",
+  500
+)
+
+/** `lifecycle.check()` without the health plugin: no probe would ever run the check. */
+export const FST_LIFECYCLE_HEALTH_NOT_REGISTERED = createError(
+  'FST_LIFECYCLE_HEALTH_NOT_REGISTERED',
+  "lifecycle.check('%s') needs the health plugin: register fastify-lifecycle, or fastify-lifecycle/health",
+  500
+)
+
+/** Two checks with one name. */
+export const FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK = createError(
+  'FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK',
+  "health check '%s' is already registered; give each check its own name",
+  500
+)
+
+/** Two probes configured on one path. */
+export const FST_LIFECYCLE_HEALTH_PATH_CONFLICT = createError(
+  'FST_LIFECYCLE_HEALTH_PATH_CONFLICT',
+  "health probes '%s' and '%s' are both configured on path '%s'; give each probe its own path",
+  500
+)
+
+/** A probe path that is also one of the service's routes: the probe would shadow it. */
+export const FST_LIFECYCLE_HEALTH_ROUTE_CONFLICT = createError(
+  'FST_LIFECYCLE_HEALTH_ROUTE_CONFLICT',
+  "the %s probe path '%s' is also a %s route of the service; the probe answers before routing, so that route would never be reached: choose another path",
+  500
+)

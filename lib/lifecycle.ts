@@ -3,8 +3,16 @@ import type { ServerResponse } from 'node:http'
 import type { Http2ServerResponse } from 'node:http2'
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import { FST_LIFECYCLE_TEARDOWN_NOT_REGISTERED, FST_LIFECYCLE_INVALID_OPTION } from './errors.js'
+import {
+  FST_LIFECYCLE_HEALTH_NOT_REGISTERED,
+  FST_LIFECYCLE_INVALID_OPTION,
+  FST_LIFECYCLE_STARTUP_TASK_LATE,
+  FST_LIFECYCLE_TEARDOWN_NOT_REGISTERED
+} from './errors.js'
+import type { CheckFunction, CheckOptions, CheckRegistry } from './health.js'
+import { duration } from './options.js'
 import type { Closable, CloseFunction, TeardownRegistry, TeardownResourceOptions } from './teardown.js'
+import { deadline, messageOf } from './timers.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -57,6 +65,8 @@ export interface ShutdownReport {
 
 export interface LifecycleEvents {
   phase: [phase: Phase, previous: Phase]
+  /** `setReady()` changed the manual readiness flag. */
+  readiness: [ready: boolean]
   ready: []
   draining: []
   closing: []
@@ -88,6 +98,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   readonly #held = new Set<HeldWork>()
   #whenIdle: Array<() => void> = []
   #teardown: TeardownRegistry | undefined
+  #checks: CheckRegistry | undefined
+  #manualReady = true
+  readonly #startupTasks = new Map<string, { task: () => unknown, retryDelay: number }>()
+  readonly #startupPending = new Set<string>()
   readonly #budget: Record<string, number> = {}
   readonly #timings: Array<Omit<PhaseTiming, 'durationMs'>> = []
   readonly #forced: string[] = []
@@ -176,8 +190,59 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this.#teardown = registry
   }
 
-  /** Should this instance receive traffic now? */
-  isReady (): boolean { return this.#phase === 'ready' }
+  /** Start-up tasks not finished yet. */
+  get startupPending (): string[] { return [...this.#startupPending] }
+
+  /**
+   * A task that must succeed before the instance is `ready` (warm a cache, check migrations,
+   * wait for a dependency): tasks run in the background once Fastify is ready, so the server
+   * listens while readiness and startup probes still fail. A task that throws is logged and run
+   * again after `retryDelay` ms, until it succeeds or the shutdown starts.
+   */
+  startupTask (name: string, task: () => unknown, options: { retryDelay?: number } = {}): this {
+    if (typeof name !== 'string' || name === '' || this.#startupTasks.has(name)) {
+      throw new FST_LIFECYCLE_INVALID_OPTION('startupTask name', 'a non-empty string not used by another start-up task', name)
+    }
+    if (typeof task !== 'function') throw new FST_LIFECYCLE_INVALID_OPTION(`startupTask '${name}'`, 'a function', task)
+    if (this.#booted) throw new FST_LIFECYCLE_STARTUP_TASK_LATE(name)
+    const retryDelay = duration(`startupTask '${name}' retryDelay`, options.retryDelay, 1000, true)
+    this.#startupTasks.set(name, { task, retryDelay })
+    this.#startupPending.add(name)
+    return this
+  }
+
+  /**
+   * Takes the instance out of rotation (`false`) or brings it back (`true`) without shutting
+   * down: readiness fails while it is false. For blue-green switches and maintenance.
+   */
+  setReady (ready: boolean): void {
+    if (typeof ready !== 'boolean') throw new FST_LIFECYCLE_INVALID_OPTION('setReady', 'a boolean', ready)
+    if (ready === this.#manualReady) return
+    this.#manualReady = ready
+    this.#log.info({ ready }, 'lifecycle: readiness set by hand')
+    this.emit('readiness', ready)
+  }
+
+  /** False after `setReady(false)`, until `setReady(true)`. */
+  get manualReady (): boolean { return this.#manualReady }
+
+  /**
+   * Registers a health check, run by the probes of the health plugin (readiness by default).
+   * See docs/health.md for timeouts, caching and critical checks.
+   */
+  check (name: string, fn: CheckFunction, options?: CheckOptions): this {
+    if (this.#checks === undefined) throw new FST_LIFECYCLE_HEALTH_NOT_REGISTERED(name)
+    this.#checks.add(name, fn, options)
+    return this
+  }
+
+  /** @internal the health plugin hands its registry over once. */
+  useChecks (registry: CheckRegistry): void {
+    this.#checks = registry
+  }
+
+  /** Should this instance receive traffic now? The phase is `ready` and no one called setReady(false). */
+  isReady (): boolean { return this.#phase === 'ready' && this.#manualReady }
 
   /**
    * Starts the shutdown (`draining`, the before-close steps such as the pre-stop delay, then
@@ -243,10 +308,34 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       await this.#fastify.close()
     } catch (err) {
       this.#closeError = err
-      this.markForced('close', `fastify.close() failed: ${(err as Error).message}`)
+      this.markForced('close', `fastify.close() failed: ${messageOf(err)}`)
     }
     this.#enter('closed')
     return this.#report as ShutdownReport
+  }
+
+  async #runStartupTasks (): Promise<void> {
+    const log = this.#log
+    const signal = this.#abort.signal
+    log.info({ tasks: this.startupPending }, 'lifecycle: running start-up tasks')
+    await Promise.all([...this.#startupTasks].map(async ([name, { task, retryDelay }]) => {
+      for (let attempt = 1; !signal.aborted; attempt++) {
+        try {
+          await task()
+          this.#startupPending.delete(name)
+          log.info({ task: name, attempt }, 'lifecycle: start-up task done')
+          return
+        } catch (err) {
+          log.error({ err, task: name, attempt, retryDelay }, 'lifecycle: start-up task failed, retrying')
+          const pause = deadline(retryDelay)
+          const abort = (): void => pause.clear()
+          signal.addEventListener('abort', abort, { once: true })
+          await pause.promise
+          signal.removeEventListener('abort', abort)
+        }
+      }
+    }))
+    if (this.#startupPending.size === 0 && this.#phase === 'starting') this.#enter('ready')
   }
 
   async #runSteps (phase: 'draining' | 'closing'): Promise<void> {
@@ -255,7 +344,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
         await step()
       } catch (err) {
         this.#log.error({ err, phase }, 'lifecycle: a shutdown step failed, moving on')
-        this.markForced(phase, `a step failed: ${(err as Error).message}`)
+        this.markForced(phase, `a step failed: ${messageOf(err)}`)
       }
     }
   }
@@ -276,8 +365,15 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     const lifecycle = this
     fastify.addHook('onReady', async function lifecycleReady () {
       lifecycle.#booted = true
-      if (lifecycle.#phase === 'starting') lifecycle.#enter('ready')
-      else lifecycle.#onBooted?.()
+      if (lifecycle.#phase !== 'starting') {
+        (lifecycle.#onBooted as () => void)()
+      } else if (lifecycle.#startupTasks.size === 0) {
+        lifecycle.#enter('ready')
+      } else {
+        // In the background: the server listens meanwhile, and its probes say `starting`.
+        // Never rejects: each task's failure is caught, logged and retried.
+        lifecycle.#runStartupTasks()
+      }
     })
     fastify.addHook('preClose', async function lifecycleClosing () {
       lifecycle.#enter('draining')
@@ -335,7 +431,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       forced: [...this.#forced],
       stages: { ...this.#stages }
     }
-    if (error !== undefined) report.error = error instanceof Error ? error.message : String(error)
+    if (error !== undefined) report.error = messageOf(error)
     return report
   }
 }

@@ -1,5 +1,7 @@
+import type { CheckFunction, CheckOptions } from './health.js'
 import {
   FST_LIFECYCLE_BUDGET_EXCEEDED,
+  FST_LIFECYCLE_HEALTH_PATH_CONFLICT,
   FST_LIFECYCLE_DRAIN_EXCEEDS_PLUGIN_TIMEOUT,
   FST_LIFECYCLE_INVALID_OPTION,
   FST_LIFECYCLE_UNKNOWN_OPTION,
@@ -55,6 +57,49 @@ export interface TeardownOptions {
   parallel?: boolean
 }
 
+/** A check given through the health plugin's options. */
+export interface HealthCheckOption extends CheckOptions {
+  name: string
+  check: CheckFunction
+}
+
+export type ProbeLogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
+
+export interface HealthOptions {
+  /** Path of the liveness probe; `false` for none. @default '/livez' */
+  livenessPath?: string | false
+  /** Path of the readiness probe; `false` for none. @default '/readyz' */
+  readinessPath?: string | false
+  /** Path of the startup probe; `false` for none. @default '/startupz' */
+  startupPath?: string | false
+  /** Checks to register, as with `fastify.lifecycle.check(name, check, options)`. @default [] */
+  checks?: readonly HealthCheckOption[]
+  /** Show why a check failed (error messages may name hosts) in probe answers; it is always logged. @default false */
+  exposeFailureDetails?: boolean
+  /** Level of the line logged for each probe answered. @default 'debug' */
+  logLevel?: ProbeLogLevel
+  /** Serve the probes on a listener of their own, on this port (0: any free port), instead of the service's. */
+  port?: number
+  /** Address of the probe listener, with `port`. @default '0.0.0.0' */
+  host?: string
+  /**
+   * With @fastify/under-pressure registered: `readiness` fails readiness while it reports
+   * pressure; liveness fails while its measured event loop delay is over `maxEventLoopDelay` ms.
+   * `false` ignores it. @default { readiness: true, maxEventLoopDelay: 1000 }
+   */
+  underPressure?: { readiness?: boolean, maxEventLoopDelay?: number } | false
+}
+
+export interface ResolvedHealthOptions {
+  readonly paths: Readonly<Record<'liveness' | 'readiness' | 'startup', string | false>>
+  readonly checks: readonly HealthCheckOption[]
+  readonly exposeFailureDetails: boolean
+  readonly logLevel: ProbeLogLevel
+  readonly port: number | undefined
+  readonly host: string
+  readonly underPressure: { readonly enabled: boolean, readonly readiness: boolean, readonly maxEventLoopDelay: number }
+}
+
 export interface ResolvedGracefulOptions {
   readonly signals: readonly HandledSignal[]
   readonly timeout: number
@@ -72,6 +117,8 @@ const GRACEFUL_KEYS = ['signals', 'timeout', 'handleErrors']
 const PRE_STOP_KEYS = ['delay']
 const DRAIN_KEYS = ['timeout']
 const TEARDOWN_KEYS = ['timeout', 'resourceTimeout', 'parallel']
+const HEALTH_KEYS = ['livenessPath', 'readinessPath', 'startupPath', 'checks', 'exposeFailureDetails', 'logLevel', 'port', 'host', 'underPressure']
+const LOG_LEVELS: readonly ProbeLogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
 
 /** Rejects keys that no plugin reads, so a typo fails loudly instead of being ignored. */
 export function checkKnownKeys (prefix: string, input: object, known: readonly string[]): void {
@@ -111,10 +158,7 @@ export function resolveGracefulOptions (input?: GracefulOptions, prefix = ''): R
       throw new FST_LIFECYCLE_UNKNOWN_SIGNAL(prefix + 'signals', signal, HANDLED_SIGNALS.join(', '))
     }
   }
-  const handleErrors = options.handleErrors ?? true
-  if (typeof handleErrors !== 'boolean') {
-    throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'handleErrors', 'a boolean', handleErrors)
-  }
+  const handleErrors = bool(prefix + 'handleErrors', options.handleErrors, true)
   return Object.freeze({
     signals: Object.freeze([...new Set(signals)]),
     timeout: duration(prefix + 'timeout', options.timeout, 25_000, true),
@@ -147,9 +191,77 @@ export function resolveTeardownOptions (input?: TeardownOptions, prefix = ''): R
   if (resourceTimeout > timeout) {
     throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'resourceTimeout', `at most ${prefix}timeout (${timeout}ms)`, resourceTimeout)
   }
-  const parallel = options.parallel ?? false
-  if (typeof parallel !== 'boolean') throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'parallel', 'a boolean', parallel)
-  return Object.freeze({ timeout, resourceTimeout, parallel })
+  return Object.freeze({ timeout, resourceTimeout, parallel: bool(prefix + 'parallel', options.parallel, false) })
+}
+
+function bool (name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw new FST_LIFECYCLE_INVALID_OPTION(name, 'a boolean', value)
+  return value
+}
+
+function probePath (name: string, value: unknown, fallback: string): string | false {
+  if (value === undefined) return fallback
+  if (value === false) return false
+  if (typeof value !== 'string' || !/^\/[^?#\s]*[^/?#\s]$/.test(value)) {
+    throw new FST_LIFECYCLE_INVALID_OPTION(name, "a path like '/readyz' (starting with /, no query, no trailing slash) or false", value)
+  }
+  return value
+}
+
+export function resolveHealthOptions (input?: HealthOptions, prefix = ''): ResolvedHealthOptions {
+  const options: HealthOptions = plainObject(prefix.slice(0, -1) || 'options', input)
+  checkKnownKeys(prefix, options, HEALTH_KEYS)
+  const paths = {
+    liveness: probePath(prefix + 'livenessPath', options.livenessPath, '/livez'),
+    readiness: probePath(prefix + 'readinessPath', options.readinessPath, '/readyz'),
+    startup: probePath(prefix + 'startupPath', options.startupPath, '/startupz')
+  }
+  const kinds = Object.keys(paths) as Array<keyof typeof paths>
+  for (let i = 0; i < kinds.length; i++) {
+    for (let j = i + 1; j < kinds.length; j++) {
+      const a = paths[kinds[i]]
+      const b = paths[kinds[j]]
+      // One probe's path must not be the other's, nor a prefix of it: /readyz/<check> is a check.
+      if (a !== false && b !== false && (a === b || b.startsWith(a + '/') || a.startsWith(b + '/'))) {
+        throw new FST_LIFECYCLE_HEALTH_PATH_CONFLICT(kinds[i], kinds[j], a.length <= b.length ? a : b)
+      }
+    }
+  }
+  const checks = options.checks ?? []
+  if (!Array.isArray(checks) || checks.some((c) => c === null || typeof c !== 'object')) {
+    throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'checks', 'an array of { name, check, ...options }', checks)
+  }
+  const logLevel = options.logLevel ?? 'debug'
+  if (!LOG_LEVELS.includes(logLevel)) throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'logLevel', `one of ${LOG_LEVELS.join(', ')}`, logLevel)
+  let port: number | undefined
+  if (options.port !== undefined) {
+    if (typeof options.port !== 'number' || !Number.isInteger(options.port) || options.port < 0 || options.port > 65_535) {
+      throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'port', 'an integer port from 0 to 65535', options.port)
+    }
+    port = options.port
+  }
+  const host = options.host ?? '0.0.0.0'
+  if (typeof host !== 'string' || host === '') throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'host', 'a host name or address', host)
+  const pressure = options.underPressure ?? {}
+  if (pressure !== false && (pressure === null || typeof pressure !== 'object')) {
+    throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'underPressure', 'an object or false', pressure)
+  }
+  const pressureOptions = pressure === false ? {} : pressure
+  checkKnownKeys(prefix + 'underPressure.', pressureOptions, ['readiness', 'maxEventLoopDelay'])
+  return Object.freeze({
+    paths: Object.freeze(paths),
+    checks: Object.freeze([...checks]),
+    exposeFailureDetails: bool(prefix + 'exposeFailureDetails', options.exposeFailureDetails, false),
+    logLevel,
+    port,
+    host,
+    underPressure: Object.freeze({
+      enabled: pressure !== false,
+      readiness: bool(prefix + 'underPressure.readiness', pressureOptions.readiness, true),
+      maxEventLoopDelay: duration(prefix + 'underPressure.maxEventLoopDelay', pressureOptions.maxEventLoopDelay, 1000, true)
+    })
+  })
 }
 
 /** The shutdown phases, each a share of the overall deadline. */

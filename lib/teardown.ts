@@ -9,7 +9,7 @@ import {
   FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY
 } from './errors.js'
 import { checkKnownKeys, duration } from './options.js'
-import { deadline } from './timers.js'
+import { deadline, messageOf, settleWithin } from './timers.js'
 
 /** A function that closes something; may return a promise. */
 export type CloseFunction = () => unknown
@@ -207,24 +207,16 @@ export class TeardownRegistry {
   }
 }
 
-/** A close that rejected or threw, told apart from whatever a close may resolve with. */
-class Failure {
-  constructor (readonly reason: unknown) {}
-}
-
 async function closeOne (entry: Entry, log: FastifyBaseLogger): Promise<Pick<TeardownResult, 'outcome' | 'error'>> {
-  const timer = deadline(entry.timeout)
-  const outcome = await Promise.race([Promise.resolve().then(entry.close), timer.promise]).catch((reason: unknown) => new Failure(reason))
-  timer.clear()
-  if (outcome === timer.expired) {
+  const settled = await settleWithin(entry.close, entry.timeout)
+  if (settled.status === 'timed out') {
     log.warn({ resource: entry.name, method: entry.method, timeout: entry.timeout }, 'teardown: resource timed out')
     forceClose(entry)
     return { outcome: 'timed out' }
   }
-  if (outcome instanceof Failure) {
-    const err = outcome.reason
-    log.error({ err, resource: entry.name, method: entry.method }, 'teardown: resource failed to close')
-    return { outcome: 'failed', error: err instanceof Error ? err.message : String(err) }
+  if (settled.status === 'rejected') {
+    log.error({ err: settled.reason, resource: entry.name, method: entry.method }, 'teardown: resource failed to close')
+    return { outcome: 'failed', error: messageOf(settled.reason) }
   }
   log.info({ resource: entry.name, method: entry.method }, 'teardown: resource closed')
   return { outcome: 'closed' }

@@ -24,3 +24,31 @@ export function deadline (ms: number): Deadline {
 export function wait (ms: number): Promise<void> {
   return sleep(ms)
 }
+
+/** How a bounded call ended. */
+export type Settled =
+  | { status: 'resolved', value: unknown }
+  | { status: 'rejected', reason: unknown }
+  | { status: 'timed out' }
+
+/**
+ * Calls `fn` (sync or async) and waits for it at most `ms`: never throws, and tells a
+ * rejection apart from whatever the call may resolve with.
+ */
+export async function settleWithin (fn: () => unknown, ms: number): Promise<Settled> {
+  const timer = deadline(ms)
+  const settled = await Promise.race([
+    Promise.resolve().then(fn).then(
+      (value): Settled => ({ status: 'resolved', value }),
+      (reason: unknown): Settled => ({ status: 'rejected', reason })
+    ),
+    timer.promise.then((): Settled => ({ status: 'timed out' }))
+  ])
+  timer.clear()
+  return settled
+}
+
+/** The message of whatever was thrown. */
+export function messageOf (reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason)
+}

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { useLifecycle, type InFlightResponse } from '../lib/lifecycle.js'
+import { requestGate } from '../lib/server.js'
 import { resolveDrainOptions, type DrainOptions } from '../lib/options.js'
 import { deadline } from '../lib/timers.js'
 
@@ -44,8 +45,8 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     if (sweeping && http1) server.closeIdleConnections()
   }
 
-  // Prepended, so it runs before Fastify's handler can write the headers of a sync route.
-  server.prependListener('request', function trackRequest (request: IncomingMessage | Http2ServerRequest, response: InFlightResponse) {
+  // Observed before Fastify's handler runs, so even a sync route's headers are not out yet.
+  requestGate(server).observe(function trackRequest (request: IncomingMessage | Http2ServerRequest, response: InFlightResponse) {
     requests.add(response)
     response.once('close', untrack)
     if (lifecycle.shuttingDown) closeAfterResponse(request, response)

@@ -62,7 +62,8 @@ export async function redisClients (name: string): Promise<number> {
   }
 }
 
-async function freePort (): Promise<number> {
+/** A port free right now on 127.0.0.1, for a listener the code under test opens itself. */
+export async function freePort (): Promise<number> {
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')

@@ -19,7 +19,7 @@ test('during the pre-stop delay the service still serves, new connections includ
   t.equal(home.status, 200, 'a normal route answers 200')
   t.equal(home.connection, 'close', 'and asks the client to reconnect elsewhere')
   t.equal(ready.status, 503, 'readiness fails')
-  t.equal(ready.body, 'draining')
+  t.match(ready.body, /\[-\]lifecycle failed: draining/, 'and says why')
   t.equal(live.status, 200, 'liveness still passes')
 
   t.equal(await proc.exitCode, 0)

@@ -1,0 +1,168 @@
+import { performance } from 'node:perf_hooks'
+import type { FastifyBaseLogger } from 'fastify'
+import { FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK, FST_LIFECYCLE_INVALID_OPTION } from './errors.js'
+import { checkKnownKeys, duration } from './options.js'
+import { messageOf, settleWithin } from './timers.js'
+
+export type ProbeKind = 'liveness' | 'readiness' | 'startup'
+export const PROBE_KINDS: readonly ProbeKind[] = Object.freeze(['liveness', 'readiness', 'startup'])
+
+/**
+ * A health check: it passes when it resolves (to anything but `false`), fails when it
+ * resolves to `false`, throws or rejects, or runs past its timeout.
+ */
+export type CheckFunction = () => unknown
+
+export interface CheckOptions {
+  /** Longest a run may take, in ms; a run still going then fails as timed out. Keep it below the probe's timeoutSeconds. @default 800 */
+  timeout?: number
+  /** A failing critical check fails its probe; a non-critical one is only reported. @default true */
+  critical?: boolean
+  /** The probes the check belongs to. Liveness checks are for the process itself, never for a dependency. @default 'readiness' */
+  probe?: ProbeKind | readonly ProbeKind[]
+  /** Reuse a result for this long, in ms. With 0, every probe runs the check (concurrent probes still share one run). @default 0 */
+  cacheTtl?: number
+  /** Run the check in the background every this many ms; probes read its latest result. 0 is off. @default 0 */
+  refreshInterval?: number
+}
+
+export interface CheckResult {
+  name: string
+  ok: boolean
+  critical: boolean
+  durationMs: number
+  /** The result came from the cache or a background run, not a run for this probe. */
+  cached: boolean
+  timedOut: boolean
+  /** Why it failed: the error's message (shown only when the health plugin allows it). */
+  error?: string
+}
+
+interface Check {
+  readonly name: string
+  readonly fn: CheckFunction
+  readonly timeout: number
+  readonly critical: boolean
+  readonly probes: readonly ProbeKind[]
+  readonly cacheTtl: number
+  readonly refreshInterval: number
+  last: (CheckResult & { at: number }) | undefined
+  running: Promise<CheckResult> | undefined
+  timer: NodeJS.Timeout | undefined
+}
+
+const CHECK_OPTIONS = ['timeout', 'critical', 'probe', 'cacheTtl', 'refreshInterval']
+
+/** Every health check of one instance: runs them, caches, coalesces, and logs state changes. */
+export class CheckRegistry {
+  readonly #checks = new Map<string, Check>()
+  readonly #log: FastifyBaseLogger
+
+  constructor (log: FastifyBaseLogger) {
+    this.#log = log
+  }
+
+  add (name: string, fn: CheckFunction, options: CheckOptions = {}): void {
+    if (typeof name !== 'string' || !/^[\w.-]+$/.test(name)) {
+      throw new FST_LIFECYCLE_INVALID_OPTION('check name', 'a non-empty string of letters, digits, _ . -', name)
+    }
+    if (this.#checks.has(name)) throw new FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK(name)
+    if (typeof fn !== 'function') throw new FST_LIFECYCLE_INVALID_OPTION(`check '${name}'`, 'a function', fn)
+    if (options === null || typeof options !== 'object') throw new FST_LIFECYCLE_INVALID_OPTION(`check '${name}' options`, 'an object', options)
+    checkKnownKeys(`check '${name}' `, options, CHECK_OPTIONS)
+    const critical = options.critical ?? true
+    if (typeof critical !== 'boolean') throw new FST_LIFECYCLE_INVALID_OPTION(`check '${name}' critical`, 'a boolean', critical)
+    const probe = options.probe ?? 'readiness'
+    const probes = Array.isArray(probe) ? probe : [probe]
+    if (probes.length === 0 || probes.some((p) => !PROBE_KINDS.includes(p))) {
+      throw new FST_LIFECYCLE_INVALID_OPTION(`check '${name}' probe`, `one of ${PROBE_KINDS.join(', ')}, or an array of them`, probe)
+    }
+    this.#checks.set(name, {
+      name,
+      fn,
+      timeout: duration(`check '${name}' timeout`, options.timeout, 800, true),
+      critical,
+      probes: Object.freeze([...new Set(probes)]),
+      cacheTtl: duration(`check '${name}' cacheTtl`, options.cacheTtl, 0),
+      refreshInterval: duration(`check '${name}' refreshInterval`, options.refreshInterval, 0),
+      last: undefined,
+      running: undefined,
+      timer: undefined
+    })
+  }
+
+  /** Names of the checks of a probe, in registration order. */
+  namesFor (probe: ProbeKind): string[] {
+    return [...this.#checks.values()].filter((c) => c.probes.includes(probe)).map((c) => c.name)
+  }
+
+  /** Whether the check of that name belongs to that probe. */
+  belongsTo (name: string, probe: ProbeKind): boolean {
+    return this.#checks.get(name)?.probes.includes(probe) ?? false
+  }
+
+  /**
+   * The check's result for a probe: the cached one while fresh (or the latest background
+   * run), the run already in progress if there is one, else a new run.
+   */
+  result (name: string): Promise<CheckResult> {
+    const check = this.#checks.get(name) as Check
+    const last = check.last
+    if (last !== undefined && (check.refreshInterval > 0 || performance.now() - last.at < check.cacheTtl)) {
+      return Promise.resolve({ ...last, cached: true })
+    }
+    return this.#run(check)
+  }
+
+  /** Starts the background refreshes. */
+  start (): void {
+    for (const check of this.#checks.values()) {
+      if (check.refreshInterval > 0 && check.timer === undefined) {
+        check.timer = setInterval(() => { this.#run(check) }, check.refreshInterval).unref()
+        this.#run(check)
+      }
+    }
+  }
+
+  /** Stops the background refreshes. */
+  stop (): void {
+    for (const check of this.#checks.values()) {
+      clearInterval(check.timer)
+      check.timer = undefined
+    }
+  }
+
+  #run (check: Check): Promise<CheckResult> {
+    check.running ??= this.#runOnce(check).then((result) => {
+      check.running = undefined
+      return result
+    })
+    return check.running
+  }
+
+  async #runOnce (check: Check): Promise<CheckResult> {
+    const started = performance.now()
+    const settled = await settleWithin(check.fn, check.timeout)
+    const durationMs = Math.round((performance.now() - started) * 10) / 10
+    const result: CheckResult = { name: check.name, ok: true, critical: check.critical, durationMs, cached: false, timedOut: false }
+    if (settled.status === 'timed out') {
+      result.ok = false
+      result.timedOut = true
+      result.error = `timed out after ${check.timeout}ms`
+    } else if (settled.status === 'rejected') {
+      result.ok = false
+      result.error = messageOf(settled.reason)
+    } else if (settled.value === false) {
+      result.ok = false
+      result.error = 'returned false'
+    }
+    const previous = check.last
+    check.last = { ...result, at: performance.now() }
+    if (!result.ok && (previous === undefined || previous.ok)) {
+      this.#log.warn({ check: check.name, critical: check.critical, error: result.error, timedOut: result.timedOut }, 'health: check failed')
+    } else if (result.ok && previous !== undefined && !previous.ok) {
+      this.#log.info({ check: check.name }, 'health: check recovered')
+    }
+    return result
+  }
+}

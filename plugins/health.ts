@@ -1,0 +1,221 @@
+import { once } from 'node:events'
+import { createServer, type Server } from 'node:http'
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import { FST_LIFECYCLE_HEALTH_ROUTE_CONFLICT } from '../lib/errors.js'
+import { CheckRegistry, type CheckResult, type ProbeKind } from '../lib/health.js'
+import { useLifecycle, type Lifecycle } from '../lib/lifecycle.js'
+import { resolveHealthOptions, type HealthOptions, type ResolvedHealthOptions } from '../lib/options.js'
+import { requestGate, type RawRequest, type RawResponse } from '../lib/server.js'
+
+export type { HealthOptions }
+export type { CheckFunction, CheckOptions, CheckResult, ProbeKind } from '../lib/health.js'
+
+/** One line of a probe's answer: a registered check, or one the suite adds. */
+interface Line {
+  name: string
+  ok: boolean
+  critical: boolean
+  detail?: string
+  durationMs?: number
+  cached?: boolean
+}
+
+interface UnderPressureDecorators {
+  isUnderPressure: () => boolean
+  memoryUsage: () => { eventLoopDelay: number }
+}
+
+const WITHHELD = 'reason withheld'
+const NO_STORE = 'no-store'
+
+/**
+ * Liveness, readiness and startup probes in the style of the Kubernetes API server's /livez
+ * and /readyz, with a registry of checks. The probes are answered in front of Fastify's router
+ * (see lib/server.ts), so the service's own onRequest hooks (auth, load shedding) never block
+ * them, and they follow the lifecycle: readiness fails from the first moment of a shutdown,
+ * liveness passes until the process exits.
+ */
+const health: FastifyPluginAsync<HealthOptions> = async function health (fastify, options) {
+  const config = resolveHealthOptions(options)
+  const lifecycle = useLifecycle(fastify)
+  const log = fastify.log.child({ plugin: 'health' })
+  const registry = new CheckRegistry(log)
+  lifecycle.useChecks(registry)
+  for (const { name, check, ...checkOptions } of config.checks) registry.add(name, check, checkOptions)
+
+  let pressure: UnderPressureDecorators | undefined
+  let startupPassed = false
+  const paths = Object.entries(config.paths).filter((entry): entry is [ProbeKind, string] => entry[1] !== false)
+
+  /** Takes the request if it is for a probe; false lets it go on to Fastify. */
+  function handleProbe (request: RawRequest, response: RawResponse): boolean {
+    const url = request.url as string
+    for (const [probe, path] of paths) {
+      if (!url.startsWith(path)) continue
+      const queryAt = url.indexOf('?')
+      let rest = (queryAt === -1 ? url : url.slice(0, queryAt)).slice(path.length)
+      if (rest.endsWith('/')) rest = rest.slice(0, -1)
+      // '/readyz', '/readyz/' or '/readyz/<check>'; '/readyzzz' is someone else's route.
+      if (rest !== '' && !rest.startsWith('/')) continue
+      answer(probe, rest.slice(1), queryAt === -1 ? '' : url.slice(queryAt + 1), request, response)
+      return true
+    }
+    return false
+  }
+
+  function answer (probe: ProbeKind, only: string, query: string, request: RawRequest, response: RawResponse): void {
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.writeHead(405, { allow: 'GET, HEAD', 'content-length': 0 })
+      response.end()
+      return
+    }
+    const params = new URLSearchParams(query)
+    const exclude = new Set(params.getAll('exclude').flatMap((value) => value.split(',')))
+    evaluate(probe, only, exclude).then((lines) => {
+      const accept = request.headers.accept
+      const json = typeof accept === 'string' && accept.includes('application/json')
+      let statusCode: number
+      let body: string
+      if (lines === undefined) {
+        statusCode = 404
+        body = json ? JSON.stringify({ probe, status: 'unknown check', check: only }) : `unknown check: ${only}\n`
+      } else {
+        // Once the startup probe has passed, it keeps passing: start-up happens once.
+        const ok = (probe === 'startup' && startupPassed) || lines.every((line) => line.ok || !line.critical)
+        if (ok && probe === 'startup') startupPassed = true
+        statusCode = ok ? 200 : 503
+        body = json ? jsonBody(probe, ok, lines) : textBody(probe, ok, lines, params.has('verbose'))
+      }
+      response.writeHead(statusCode, {
+        'content-type': json ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8',
+        'content-length': Buffer.byteLength(body),
+        'cache-control': NO_STORE
+      })
+      if (request.method === 'HEAD') response.end()
+      else response.end(body)
+      log[config.logLevel]({ probe, statusCode, check: only || undefined }, 'health: probe answered')
+    })
+  }
+
+  /** The lines of a probe, or undefined when `only` names no check of that probe. */
+  async function evaluate (probe: ProbeKind, only: string, exclude: Set<string>): Promise<Line[] | undefined> {
+    const lines: Line[] = builtInLines(probe, lifecycle)
+    const names = registry.namesFor(probe)
+    if (only !== '') {
+      const builtIn = lines.find((line) => line.name === only)
+      if (builtIn !== undefined) return [builtIn]
+      if (!registry.belongsTo(only, probe)) return undefined
+      return [fromResult(await registry.result(only))]
+    }
+    const results = await Promise.all(names.filter((name) => !exclude.has(name)).map((name) => registry.result(name)))
+    return [...lines.filter((line) => !exclude.has(line.name) || line.name === 'lifecycle'), ...results.map(fromResult)]
+  }
+
+  function builtInLines (probe: ProbeKind, lc: Lifecycle): Line[] {
+    const lines: Line[] = []
+    if (probe === 'readiness') {
+      lines.push({ name: 'lifecycle', ok: lc.isReady(), critical: true, detail: lifecycleDetail(lc) })
+      if (pressure !== undefined && config.underPressure.readiness) {
+        lines.push({ name: 'under-pressure', ok: !pressure.isUnderPressure(), critical: true, detail: 'under pressure' })
+      }
+    } else if (probe === 'startup') {
+      lines.push({ name: 'lifecycle', ok: lc.everReady, critical: true, detail: lifecycleDetail(lc) })
+    } else if (pressure !== undefined) {
+      // Only a measured delay fails liveness: under-pressure reports Infinity for a sample
+      // window it has no measurement for, and a restart is too heavy a cure for not knowing.
+      const delay = pressure.memoryUsage().eventLoopDelay
+      const blocked = Number.isFinite(delay) && delay > config.underPressure.maxEventLoopDelay
+      lines.push({ name: 'event-loop', ok: !blocked, critical: true, detail: `event loop delay ${Math.round(delay)}ms over ${config.underPressure.maxEventLoopDelay}ms` })
+    }
+    return lines
+  }
+
+  function fromResult (result: CheckResult): Line {
+    const detail = result.ok ? undefined : (result.timedOut || config.exposeFailureDetails ? result.error : WITHHELD)
+    return { name: result.name, ok: result.ok, critical: result.critical, detail, durationMs: result.durationMs, cached: result.cached }
+  }
+
+  if (config.port === undefined) {
+    requestGate(fastify.server).intercept(handleProbe)
+  } else {
+    await listenForProbes(fastify, config, handleProbe)
+  }
+
+  fastify.addHook('onReady', async function startHealthChecks () {
+    if (config.port === undefined) checkRouteConflicts(fastify, paths)
+    if (config.underPressure.enabled && fastify.hasDecorator('isUnderPressure')) {
+      pressure = fastify as unknown as UnderPressureDecorators
+    }
+    registry.start()
+  })
+
+  fastify.addHook('onClose', async function stopHealthChecks () {
+    registry.stop()
+  })
+}
+
+function lifecycleDetail (lc: Lifecycle): string {
+  const pending = lc.startupPending
+  if (lc.phase === 'starting' && pending.length > 0) return `start-up tasks pending: ${pending.join(', ')}`
+  if (lc.phase === 'ready' && !lc.manualReady) return 'taken out of rotation by setReady(false)'
+  return lc.phase
+}
+
+function textBody (probe: ProbeKind, ok: boolean, lines: Line[], verbose: boolean): string {
+  if (ok && !verbose) return 'ok'
+  let body = ''
+  for (const line of lines) {
+    const timing = line.durationMs === undefined ? '' : ` (${line.durationMs}ms${line.cached === true ? ', cached' : ''})`
+    const kind = line.critical ? '' : ' (non-critical)'
+    body += line.ok ? `[+]${line.name} ok${timing}\n` : `[-]${line.name} failed${kind}: ${line.detail as string}${timing}\n`
+  }
+  return body + `${probe} check ${ok ? 'passed' : 'failed'}\n`
+}
+
+function jsonBody (probe: ProbeKind, ok: boolean, lines: Line[]): string {
+  return JSON.stringify({
+    probe,
+    status: ok ? 'ok' : 'failed',
+    checks: lines.map((line) => ({
+      name: line.name,
+      status: line.ok ? 'ok' : 'failed',
+      critical: line.critical,
+      ...(line.ok ? {} : { reason: line.detail }),
+      ...(line.durationMs === undefined ? {} : { durationMs: line.durationMs, cached: line.cached })
+    }))
+  })
+}
+
+/** A probe path that is also a route of the service would shadow that route. */
+function checkRouteConflicts (fastify: FastifyInstance, paths: Array<[ProbeKind, string]>): void {
+  for (const [probe, path] of paths) {
+    for (const method of ['GET', 'HEAD'] as const) {
+      if (fastify.hasRoute({ method, url: path })) throw new FST_LIFECYCLE_HEALTH_ROUTE_CONFLICT(probe, path, method)
+    }
+  }
+}
+
+/**
+ * The probes on a listener of their own, open from registration (so the startup probe answers
+ * during the boot) until the lifecycle is `closed`, the moment before the process exits.
+ */
+async function listenForProbes (fastify: FastifyInstance, config: ResolvedHealthOptions, handleProbe: (request: RawRequest, response: RawResponse) => boolean): Promise<void> {
+  const server: Server = createServer(function probeListener (request, response) {
+    if (!handleProbe(request, response)) {
+      response.writeHead(404, { 'content-length': 0 })
+      response.end()
+    }
+  })
+  server.listen(config.port, config.host)
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  fastify.log.child({ plugin: 'health' }).info({ port, host: config.host }, 'health: probe listener open')
+  fastify.lifecycle.once('closed', function closeProbeListener () {
+    server.closeAllConnections()
+    server.close()
+  })
+}
+
+export default fp(health, { name: 'fastify-lifecycle-health', fastify: '5.x' })
+export { health as fastifyLifecycleHealth }
