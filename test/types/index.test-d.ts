@@ -14,8 +14,13 @@ import lifecycle, {
   type HeldWork,
   type TeardownOptions,
   type TeardownResult,
-  teardown
+  type HealthOptions,
+  type CheckOptions,
+  type ProbeKind,
+  teardown,
+  health
 } from 'fastify-lifecycle'
+import healthAlone from 'fastify-lifecycle/health'
 import teardownAlone from 'fastify-lifecycle/teardown'
 import gracefulAlone from 'fastify-lifecycle/graceful'
 import { FST_LIFECYCLE_INVALID_OPTION } from 'fastify-lifecycle/errors'
@@ -67,6 +72,29 @@ expectType<void>(work.release())
 expectType<string[]>(app.lifecycle.held)
 expectType<Promise<void>>(app.lifecycle.idle())
 expectError(app.lifecycle.hold())
+
+// Health: checks, start-up tasks, manual readiness, options.
+expectType<Lifecycle>(app.lifecycle.check('pg', async () => {}, { timeout: 500, critical: false, probe: ['readiness', 'startup'], cacheTtl: 1000, refreshInterval: 5000 }))
+app.lifecycle.check('flag', () => true)
+expectError(app.lifecycle.check('pg', async () => {}, { probe: 'ready' }))
+expectError(app.lifecycle.check('pg', async () => {}, { critical: 'yes' }))
+expectType<Lifecycle>(app.lifecycle.startupTask('warm', async () => {}, { retryDelay: 500 }))
+expectType<string[]>(app.lifecycle.startupPending)
+expectType<void>(app.lifecycle.setReady(false))
+expectError(app.lifecycle.setReady('no'))
+expectType<boolean>(app.lifecycle.manualReady)
+app.lifecycle.on('readiness', (ready) => { expectType<boolean>(ready) })
+app.register(health, { readinessPath: '/health/ready', livenessPath: false, port: 9000, host: '127.0.0.1', logLevel: 'info', exposeFailureDetails: true, underPressure: { readiness: false, maxEventLoopDelay: 500 } })
+app.register(health, { checks: [{ name: 'pg', check: async () => {}, timeout: 300 }] })
+app.register(healthAlone, { underPressure: false })
+app.register(lifecycle, { health: false })
+expectError(app.register(health, { logLevel: 'verbose' }))
+expectError(app.register(health, { port: '9000' }))
+expectError(app.register(health, { checks: [{ name: 'pg' }] }))
+expectAssignable<HealthOptions>({ startupPath: '/startup' })
+expectAssignable<CheckOptions>({ probe: 'liveness' })
+expectAssignable<ProbeKind>('startup')
+expectError<ProbeKind>('alive')
 
 // Phases are a closed union.
 expectAssignable<Phase>('draining')
