@@ -67,6 +67,8 @@ export interface LifecycleEvents {
   phase: [phase: Phase, previous: Phase]
   /** `setReady()` changed the manual readiness flag. */
   readiness: [ready: boolean]
+  /** A long-lived connection was registered. */
+  longLived: [connection: TrackedLongLived]
   ready: []
   draining: []
   closing: []
@@ -80,6 +82,26 @@ export interface HeldWork {
   release: () => void
 }
 
+/** A connection that never finishes on its own: a WebSocket, an SSE stream, a tunnel. */
+export interface LongLivedConnection {
+  /** What it is, for the log and the report: `'websocket'`, `'sse'`, or your own. */
+  kind: string
+  /** Tells the peer to reconnect elsewhere, and ends the connection gracefully. */
+  notify: () => void
+  /** Ends it at once (the drain deadline). */
+  destroy: () => void
+}
+
+/** Returned by `longLived()`: call `done()` once the connection has ended, however it ended. */
+export interface LongLivedHandle {
+  done: () => void
+}
+
+/** A registered long-lived connection, as the drain sees it. */
+export interface TrackedLongLived extends LongLivedConnection {
+  notified: boolean
+}
+
 /** Work a plugin does during a phase of the shutdown, before the next phase starts. */
 export type PhaseStep = () => Promise<void> | void
 
@@ -90,6 +112,9 @@ export type PhaseStep = () => Promise<void> | void
 export class Lifecycle extends EventEmitter<LifecycleEvents> {
   /** Responses in flight, kept by the drain plugin. Read it; do not add to it. */
   readonly requests = new Set<InFlightResponse>()
+  /** Long-lived connections registered and not ended yet. Read it; register with `longLived()`. */
+  readonly longLivedConnections = new Set<TrackedLongLived>()
+  readonly #deadline = new AbortController()
   readonly #fastify: FastifyInstance
   readonly #log: FastifyBaseLogger
   readonly #abort = new AbortController()
@@ -135,6 +160,38 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   /** Aborted when the shutdown starts (`draining`): hand it to background work. */
   get signal (): AbortSignal { return this.#abort.signal }
 
+  /**
+   * Aborted just before the drain deadline cuts what is left (see the drain's `abortBefore`):
+   * a handler doing long work can stop and answer cleanly instead of being cut mid-write.
+   */
+  get deadlineSignal (): AbortSignal { return this.#deadline.signal }
+
+  /** @internal the drain aborts it ahead of its deadline. */
+  abortDeadline (): void {
+    this.#deadline.abort(new Error('drain deadline'))
+  }
+
+  /**
+   * Registers a connection that never finishes on its own, so the drain can tell it to move
+   * (`notify`) when the shutdown starts and end it (`destroy`) at the deadline.
+   * WebSockets of @fastify/websocket and SSE responses are registered automatically.
+   */
+  longLived (connection: LongLivedConnection): LongLivedHandle {
+    if (connection === null || typeof connection !== 'object' || typeof connection.kind !== 'string' ||
+        typeof connection.notify !== 'function' || typeof connection.destroy !== 'function') {
+      throw new FST_LIFECYCLE_INVALID_OPTION('longLived connection', '{ kind: string, notify(): void, destroy(): void }', connection)
+    }
+    const tracked: TrackedLongLived = { kind: connection.kind, notify: connection.notify, destroy: connection.destroy, notified: false }
+    const connections = this.longLivedConnections
+    connections.add(tracked)
+    this.emit('longLived', tracked)
+    return {
+      done: () => {
+        if (connections.delete(tracked)) this.#checkIdle()
+      }
+    }
+  }
+
   /** Requests in flight right now (0 unless the drain plugin is registered). */
   get inFlight (): number { return this.requests.size }
 
@@ -155,23 +212,28 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   hold (name: string): HeldWork {
     if (typeof name !== 'string' || name === '') throw new FST_LIFECYCLE_INVALID_OPTION('hold name', 'a non-empty string', name)
     const held = this.#held
-    const whenIdle = (): void => {
-      if (held.size === 0) for (const resolve of this.#whenIdle.splice(0)) resolve()
-    }
     const work: HeldWork = Object.freeze({
       name,
-      release () {
-        if (held.delete(work)) whenIdle()
+      release: () => {
+        if (held.delete(work)) this.#checkIdle()
       }
     })
     held.add(work)
     return work
   }
 
-  /** Resolves once no work is held (at once if none is). */
+  /** Resolves once no work is held and no long-lived connection remains (at once if so). */
   idle (): Promise<void> {
-    if (this.#held.size === 0) return Promise.resolve()
+    if (this.#isIdle()) return Promise.resolve()
     return new Promise((resolve) => { this.#whenIdle.push(resolve) })
+  }
+
+  #isIdle (): boolean {
+    return this.#held.size === 0 && this.longLivedConnections.size === 0
+  }
+
+  #checkIdle (): void {
+    if (this.#isIdle()) for (const resolve of this.#whenIdle.splice(0)) resolve()
   }
 
   /**

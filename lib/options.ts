@@ -40,6 +40,18 @@ export interface DrainOptions {
    * running then are cut, and the shutdown counts as forced. @default 5000
    */
   timeout?: number
+  /**
+   * When long-lived connections (WebSockets, SSE streams) are told to go: `'draining'`, at the
+   * signal, or `'closing'`, at the end of the pre-stop delay. @default 'draining'
+   */
+  notifyAt?: 'draining' | 'closing'
+  /** The `retry:` hint, in ms, sent with the final event of an SSE stream. @default 1000 */
+  sseRetry?: number
+  /**
+   * How long before the deadline `lifecycle.deadlineSignal` is aborted, in ms, so handlers
+   * doing long work can answer before they are cut. @default a tenth of timeout, at most 1000
+   */
+  abortBefore?: number
 }
 
 export interface TeardownOptions {
@@ -106,7 +118,12 @@ export interface ResolvedGracefulOptions {
   readonly handleErrors: boolean
 }
 export interface ResolvedPreStopOptions { readonly delay: number }
-export interface ResolvedDrainOptions { readonly timeout: number }
+export interface ResolvedDrainOptions {
+  readonly timeout: number
+  readonly notifyAt: 'draining' | 'closing'
+  readonly sseRetry: number
+  readonly abortBefore: number
+}
 export interface ResolvedTeardownOptions {
   readonly timeout: number
   readonly resourceTimeout: number
@@ -115,7 +132,7 @@ export interface ResolvedTeardownOptions {
 
 const GRACEFUL_KEYS = ['signals', 'timeout', 'handleErrors']
 const PRE_STOP_KEYS = ['delay']
-const DRAIN_KEYS = ['timeout']
+const DRAIN_KEYS = ['timeout', 'notifyAt', 'sseRetry', 'abortBefore']
 const TEARDOWN_KEYS = ['timeout', 'resourceTimeout', 'parallel']
 const HEALTH_KEYS = ['livenessPath', 'readinessPath', 'startupPath', 'checks', 'exposeFailureDetails', 'logLevel', 'port', 'host', 'underPressure']
 const LOG_LEVELS: readonly ProbeLogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
@@ -180,7 +197,15 @@ export function resolveDrainOptions (pluginTimeout: number, input?: DrainOptions
   if (pluginTimeout > 0 && timeout >= pluginTimeout) {
     throw new FST_LIFECYCLE_DRAIN_EXCEEDS_PLUGIN_TIMEOUT(timeout, pluginTimeout)
   }
-  return Object.freeze({ timeout })
+  const notifyAt = options.notifyAt ?? 'draining'
+  if (notifyAt !== 'draining' && notifyAt !== 'closing') {
+    throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'notifyAt', "'draining' or 'closing'", notifyAt)
+  }
+  const abortBefore = duration(prefix + 'abortBefore', options.abortBefore, Math.min(1000, Math.floor(timeout / 10)))
+  if (abortBefore > timeout) {
+    throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'abortBefore', `at most ${prefix}timeout (${timeout}ms)`, abortBefore)
+  }
+  return Object.freeze({ timeout, notifyAt, sseRetry: duration(prefix + 'sseRetry', options.sseRetry, 1000), abortBefore })
 }
 
 export function resolveTeardownOptions (input?: TeardownOptions, prefix = ''): ResolvedTeardownOptions {

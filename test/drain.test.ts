@@ -1,4 +1,6 @@
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { connect as connectTcp } from 'node:net'
 import { connect } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { test } from 'tap'
@@ -153,4 +155,64 @@ test('HTTP/2: streams still running at the deadline are cut with their session',
   t.equal(answered, false, 'the stream ended without an answer')
   t.match(report.stages.drain, { inFlightAtClose: 1, cut: 1 })
   t.same(report.forced, ['drain: 1 request(s) cut at the 100ms deadline'])
+})
+
+test('a large response ended just before the listener closes reaches a slow client whole', async (t) => {
+  const size = 8 * 1024 * 1024
+  const app = Fastify()
+  await app.register(drain, { timeout: 5000 })
+  const sent = gate()
+  app.get('/download', (_request, reply) => {
+    reply.header('content-type', 'application/octet-stream').send(Buffer.alloc(size, 120))
+    sent.open()
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as AddressInfo
+  const socket = connectTcp(port, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  socket.write('GET /download HTTP/1.1\r\nhost: localhost\r\n\r\n')
+  socket.pause()
+  await sent.opened
+  // The response is ended and mostly still in buffers: a plain server.close() would cut it.
+  const closing = once(app.lifecycle, 'closing')
+  const shutdown = app.lifecycle.shutdown()
+  await closing
+  let received = 0
+  socket.on('data', (chunk: Buffer) => { received += chunk.length })
+  socket.resume()
+  await once(socket, 'close')
+  const report = await shutdown
+  t.ok(received > size, `all ${size} bytes of the body arrived, headers included (${received})`)
+  t.equal(report.clean, true)
+  t.match(report.stages.drain, { cut: 0 })
+})
+
+test('HTTPS: in-flight requests finish with Connection: close and idle TLS sockets are closed', async (t) => {
+  const tls = new URL('./fixtures/tls/', import.meta.url)
+  const app = Fastify({ https: { key: readFileSync(new URL('key.pem', tls)), cert: readFileSync(new URL('cert.pem', tls)) } })
+  await app.register(drain)
+  const release = gate()
+  const entered = gate()
+  app.get('/held', async () => { entered.open(); await release.opened; return 'held' })
+  app.get('/', async () => 'ok')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const origin = `https://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+  const idle = new Client(origin, { connect: { rejectUnauthorized: false }, keepAliveTimeout: 60_000 })
+  const busy = new Client(origin, { connect: { rejectUnauthorized: false }, keepAliveTimeout: 60_000 })
+  t.teardown(() => Promise.all([idle.destroy(), busy.destroy()]))
+  const warm = await idle.request({ method: 'GET', path: '/' })
+  await warm.body.dump()
+  t.equal(warm.headers.connection, 'keep-alive', 'an idle keep-alive TLS socket')
+  const held = busy.request({ method: 'GET', path: '/held' })
+  await entered.opened
+  const closing = once(app.lifecycle, 'closing')
+  const shutdown = app.lifecycle.shutdown()
+  await closing
+  release.open()
+  const res = await held
+  t.equal(await res.body.text(), 'held')
+  t.equal(res.headers.connection, 'close')
+  const report = await shutdown
+  t.equal(report.clean, true, 'no socket held the drain until its deadline')
+  t.match(report.stages.drain, { inFlightAtClose: 1, cut: 0 })
 })
