@@ -3,6 +3,7 @@
 //   PORT (0 = any free port), HOST (127.0.0.1), PRE_STOP_DELAY_MS (5000), DRAIN_TIMEOUT_MS (5000),
 //   REDIS_URL and PG_URL (optional: a real Redis client and pg pool, closed at shutdown)
 import Fastify from 'fastify'
+import websocket from '@fastify/websocket'
 import lifecycle from 'fastify-lifecycle'
 
 function msFromEnv (name, fallback) {
@@ -63,6 +64,24 @@ if (!process.env.REDIS_URL && !process.env.PG_URL) {
     worker().catch((err) => app.log.error({ err }, 'worker: crashed'))
   })
 }
+
+// Long-lived connections, drained by the suite: at SIGTERM each WebSocket gets a 1001 close
+// frame and each SSE stream a final event with a retry hint. The handlers only stop their
+// timer when the connection ends, as any handler should.
+await app.register(websocket)
+app.get('/ws', { websocket: true }, function sequence (socket) {
+  let seq = 0
+  const timer = setInterval(() => socket.send(String(++seq)), 100)
+  socket.on('close', () => clearInterval(timer))
+})
+
+app.get('/sse', function events (request, reply) {
+  reply.hijack()
+  reply.raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+  let seq = 0
+  const timer = setInterval(() => reply.raw.write(`id: ${++seq}\ndata: ${seq}\n\n`), 100)
+  request.signal.addEventListener('abort', () => clearInterval(timer))
+})
 
 app.get('/', async function hello () {
   return { hello: 'world' }

@@ -17,6 +17,7 @@ import lifecycle, {
   type HealthOptions,
   type CheckOptions,
   type ProbeKind,
+  type LongLivedHandle,
   teardown,
   health
 } from 'fastify-lifecycle'
@@ -95,6 +96,15 @@ expectAssignable<HealthOptions>({ startupPath: '/startup' })
 expectAssignable<CheckOptions>({ probe: 'liveness' })
 expectAssignable<ProbeKind>('startup')
 expectError<ProbeKind>('alive')
+
+// Long-lived connections and the deadline signal.
+const tunnel = app.lifecycle.longLived({ kind: 'tunnel', notify: () => {}, destroy: () => {} })
+expectType<LongLivedHandle>(tunnel)
+expectType<void>(tunnel.done())
+expectError(app.lifecycle.longLived({ kind: 'tunnel', notify: () => {} }))
+expectType<AbortSignal>(app.lifecycle.deadlineSignal)
+app.register(drain, { notifyAt: 'closing', sseRetry: 3000, abortBefore: 500 })
+expectError(app.register(drain, { notifyAt: 'signal' }))
 
 // Phases are a closed union.
 expectAssignable<Phase>('draining')
