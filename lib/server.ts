@@ -36,10 +36,11 @@ export function requestGate (server: object): RequestGate {
   const interceptors: Interceptor[] = []
   const downstream = gated.listeners('request') as Listener[]
   gated.removeAllListeners('request')
+  // Indexed loops: this runs for every request, and for..of would allocate an iterator each time.
   gated.on('request', function lifecycleRequestGate (this: unknown, request, response) {
-    for (const observer of observers) observer(request, response)
-    for (const interceptor of interceptors) if (interceptor(request, response)) return
-    for (const listener of downstream) listener.call(this, request, response)
+    for (let i = 0; i < observers.length; i++) observers[i](request, response)
+    for (let i = 0; i < interceptors.length; i++) if (interceptors[i](request, response)) return
+    for (let i = 0; i < downstream.length; i++) downstream[i].call(this, request, response)
   })
   const gate: RequestGate = {
     observe: (listener) => { observers.push(listener) },

@@ -53,6 +53,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   const sseResponses = new WeakSet<InFlightResponse>()
   const counts = { notified: 0, closed: 0, cut: 0 }
   let noticeGiven = false
+  let shuttingDown = false
   let sweeping = false
 
   lifecycle.setBudget('drain', config.timeout)
@@ -70,11 +71,13 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   }
 
   // Observed before Fastify's handler runs, so even a sync route's headers are not out yet.
+  // The per-request path: one Set entry, one listener ('close' comes once, so no once()
+  // wrapper to allocate), one counter. Nothing else until the shutdown starts.
   requestGate(server).observe(function trackRequest (request, response) {
     requests.add(response)
-    response.once('close', untrack)
+    response.on('close', untrack)
     if (http1) ((request.socket as TrackedSocket)[kSocketState] as SocketState).inFlight++
-    if (lifecycle.shuttingDown) closeAfterResponse(request, response)
+    if (shuttingDown) closeAfterResponse(request, response)
   })
 
   if (http1) {
@@ -145,6 +148,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   })
 
   lifecycle.on('draining', function startDraining () {
+    shuttingDown = true
     for (const response of requests) closeAfterResponse(response.req, response)
     // GOAWAY: open streams finish, new ones go to another connection.
     for (const session of sessions) session.close()

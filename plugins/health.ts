@@ -51,7 +51,8 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
   /** Takes the request if it is for a probe; false lets it go on to Fastify. */
   function handleProbe (request: RawRequest, response: RawResponse): boolean {
     const url = request.url as string
-    for (const [probe, path] of paths) {
+    for (let i = 0; i < paths.length; i++) {
+      const [probe, path] = paths[i]
       if (!url.startsWith(path)) continue
       const queryAt = url.indexOf('?')
       let rest = (queryAt === -1 ? url : url.slice(0, queryAt)).slice(path.length)
