@@ -53,7 +53,6 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   const sseResponses = new WeakSet<InFlightResponse>()
   const counts = { notified: 0, closed: 0, cut: 0 }
   let noticeGiven = false
-  let shuttingDown = false
   let sweeping = false
 
   lifecycle.setBudget('drain', config.timeout)
@@ -77,7 +76,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     requests.add(response)
     response.on('close', untrack)
     if (http1) ((request.socket as TrackedSocket)[kSocketState] as SocketState).inFlight++
-    if (shuttingDown) closeAfterResponse(request, response)
+    if (lifecycle.shuttingDown) closeAfterResponse(request, response)
   })
 
   if (http1) {
@@ -87,6 +86,11 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
       socket[kSocketState] = { inFlight: 0, idleMark: 0 }
       sockets.add(socket)
       socket.once('close', () => sockets.delete(socket))
+    })
+  } else {
+    fastify.server.on('session', function trackSession (session: Http2Session) {
+      sessions.add(session)
+      session.once('close', () => sessions.delete(session))
     })
   }
 
@@ -99,13 +103,6 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   function closeIfIdle (socket: TrackedSocket): void {
     const state = socket[kSocketState] as SocketState
     if (state.inFlight === 0 && socket.writableLength === 0 && socket.bytesRead === state.idleMark) socket.destroy()
-  }
-
-  if (!http1) {
-    fastify.server.on('session', function trackSession (session: Http2Session) {
-      sessions.add(session)
-      session.once('close', () => sessions.delete(session))
-    })
   }
 
   function notify (connection: TrackedLongLived): void {
@@ -148,7 +145,6 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   })
 
   lifecycle.on('draining', function startDraining () {
-    shuttingDown = true
     for (const response of requests) closeAfterResponse(response.req, response)
     // GOAWAY: open streams finish, new ones go to another connection.
     for (const session of sessions) session.close()

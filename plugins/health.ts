@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync } from 'fastify'
 import { FST_LIFECYCLE_HEALTH_ROUTE_CONFLICT } from '../lib/errors.js'
 import { CheckRegistry, type CheckResult, type ProbeKind } from '../lib/health.js'
 import { useLifecycle, type Lifecycle } from '../lib/lifecycle.js'
@@ -140,7 +140,7 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
   if (config.port === undefined) {
     requestGate(fastify.server).intercept(handleProbe)
   } else {
-    await listenForProbes(fastify, config, handleProbe)
+    await listenForProbes(fastify, config, log, handleProbe)
   }
 
   fastify.addHook('onReady', async function startHealthChecks () {
@@ -201,7 +201,7 @@ function checkRouteConflicts (fastify: FastifyInstance, paths: Array<[ProbeKind,
  * The probes on a listener of their own, open from registration (so the startup probe answers
  * during the boot) until the lifecycle is `closed`, the moment before the process exits.
  */
-async function listenForProbes (fastify: FastifyInstance, config: ResolvedHealthOptions, handleProbe: (request: RawRequest, response: RawResponse) => boolean): Promise<void> {
+async function listenForProbes (fastify: FastifyInstance, config: ResolvedHealthOptions, log: FastifyBaseLogger, handleProbe: (request: RawRequest, response: RawResponse) => boolean): Promise<void> {
   const server: Server = createServer(function probeListener (request, response) {
     if (!handleProbe(request, response)) {
       response.writeHead(404, { 'content-length': 0 })
@@ -211,7 +211,7 @@ async function listenForProbes (fastify: FastifyInstance, config: ResolvedHealth
   server.listen(config.port, config.host)
   await once(server, 'listening')
   const { port } = server.address() as { port: number }
-  fastify.log.child({ plugin: 'health' }).info({ port, host: config.host }, 'health: probe listener open')
+  log.info({ port, host: config.host }, 'health: probe listener open')
   fastify.lifecycle.once('closed', function closeProbeListener () {
     server.closeAllConnections()
     server.close()
