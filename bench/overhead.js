@@ -1,24 +1,29 @@
 // `npm run bench:overhead`: bare Fastify hello world against the same app with the whole suite
-// registered. Both servers run at the same time, pinned together on CPU 0, so they share one
-// core under the same load and the noise of this 2-core VM hits both alike; the load generator
-// runs in its own process on CPU 1. Reports per round and the median, min and max of the
-// ratios suite/bare: requests per second, and server CPU time per request.
+// registered. Three servers run at the same time, pinned together on CPU 0, so they share one
+// core under the same load and the noise of this 2-core VM hits them alike: bare, the suite,
+// and a second bare server as a control; three new ones each round. The load generator runs in
+// its own process on CPU 1.
+// Reports per round and the median, min and max of the ratios against bare: requests per
+// second, and server CPU time per request. The control's ratios are what "no difference"
+// looks like in this run: a cost is measurable only if the suite's ratios fall outside them.
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 
-const ROUNDS = Number(process.env.ROUNDS ?? 7)
+const ROUNDS = Number(process.env.ROUNDS ?? 9)
 const SECONDS = Number(process.env.SECONDS ?? 5)
+// Single pieces (`drain`, `health`) instead of the whole suite, to find where a cost comes from.
+const AGAINST = process.env.AGAINST ?? 'suite'
 const here = (/** @type {string} */ file) => fileURLToPath(new URL(file, import.meta.url))
 const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim())
 
-/** @param {'bare' | 'suite'} mode */
+/** @param {string} mode */
 async function startServer (mode) {
   const child = spawn('taskset', ['-c', '0', process.execPath, here('./overhead-server.js')], { env: { ...process.env, MODE: mode }, stdio: ['ignore', 'pipe', 'inherit'] })
   const [chunk] = await once(/** @type {import('node:stream').Readable} */ (child.stdout), 'data')
-  return { child, port: JSON.parse(String(chunk)).port }
+  return { name: mode, child, port: JSON.parse(String(chunk)).port }
 }
 
 /**
@@ -31,12 +36,13 @@ function cpuSeconds (pid) {
 }
 
 /**
- * @param {number} portA
- * @param {number} portB
+ * Loads the servers at once for `seconds`; returns the requests each answered.
+ * @param {number[]} ports
  * @param {number} seconds
+ * @returns {Promise<Array<{ requests: number, errors: number }>>}
  */
-async function loadRound (portA, portB, seconds) {
-  const child = spawn('taskset', ['-c', '1', process.execPath, here('./overhead-load.js'), String(portA), String(portB), String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'] })
+async function loadRound (ports, seconds) {
+  const child = spawn('taskset', ['-c', '1', process.execPath, here('./overhead-load.js'), String(seconds), ...ports.map(String)], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   child.stdout.on('data', (chunk) => { out += chunk })
   await once(child, 'exit')
@@ -44,38 +50,54 @@ async function loadRound (portA, portB, seconds) {
 }
 
 const median = (/** @type {number[]} */ xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const bare = await startServer('bare')
-const suite = await startServer(/** @type {'suite'} */ (process.env.AGAINST ?? 'suite'))
+/** @type {Array<Awaited<ReturnType<typeof startServer>>>} */
+let running = []
 // The server pids are those of node under taskset (taskset execs).
-process.on('exit', () => { bare.child.kill('SIGKILL'); suite.child.kill('SIGKILL') })
+const stop = () => { for (const server of running) server.child.kill('SIGKILL') }
+process.on('exit', stop)
 
-console.log('overhead: bare Fastify vs Fastify + fastify-lifecycle (health, drain, pre-stop, teardown, graceful)')
-console.log(`machine: ${cpus().length} cores (${cpus()[0].model}); both servers pinned together on CPU 0, load generator (autocannon, 32 connections per server) on CPU 1`)
-console.log(`Node ${process.version}, ${new Date().toISOString()}, ${ROUNDS} rounds of ${SECONDS}s after a warm-up round`)
-await loadRound(bare.port, suite.port, 2)
+console.log(`overhead: bare Fastify vs Fastify + ${AGAINST === 'suite' ? 'fastify-lifecycle (health, drain, pre-stop, teardown, graceful)' : `fastify-lifecycle's ${AGAINST} plugin alone`}, and bare vs bare as the control`)
+console.log(`machine: ${cpus().length} cores (${cpus()[0].model}); the three servers pinned together on CPU 0, load generator (autocannon, 32 connections per server) on CPU 1`)
+console.log(`Node ${process.version}, ${new Date().toISOString()}, ${ROUNDS} rounds of ${SECONDS}s, each on three new server processes after a 2s warm-up`)
 
-const rpsRatios = []
-const cpuRatios = []
+/** @type {Record<'suite' | 'control', { rps: number[], cpu: number[] }>} */
+const ratios = { suite: { rps: [], cpu: [] }, control: { rps: [], cpu: [] } }
 let utilisation = 0
-console.log('\nround   bare req/s   suite req/s   req/s ratio   CPU/req ratio')
+console.log('\nround   bare req/s   suite req/s   control req/s   suite/bare req/s   CPU/req   control/bare req/s   CPU/req')
 for (let round = 1; round <= ROUNDS; round++) {
-  // Alternate which server autocannon starts first.
-  const swap = round % 2 === 0
-  const before = { bare: cpuSeconds(bare.child.pid), suite: cpuSeconds(suite.child.pid) }
-  const result = await loadRound(swap ? suite.port : bare.port, swap ? bare.port : suite.port, SECONDS)
-  const after = { bare: cpuSeconds(bare.child.pid), suite: cpuSeconds(suite.child.pid) }
-  const counts = swap ? { bare: result.b, suite: result.a } : { bare: result.a, suite: result.b }
-  if (counts.bare.errors + counts.suite.errors > 0) throw new Error(`errors under load: ${JSON.stringify(counts)}`)
-  const rps = { bare: counts.bare.requests / SECONDS, suite: counts.suite.requests / SECONDS }
-  const cpuPerReq = { bare: (after.bare - before.bare) / counts.bare.requests, suite: (after.suite - before.suite) / counts.suite.requests }
-  utilisation += ((after.bare - before.bare) + (after.suite - before.suite)) / SECONDS
-  const rpsRatio = rps.suite / rps.bare
-  const cpuRatio = cpuPerReq.suite / cpuPerReq.bare
-  rpsRatios.push(rpsRatio)
-  cpuRatios.push(cpuRatio)
-  console.log(`${String(round).padStart(5)}   ${rps.bare.toFixed(0).padStart(10)}   ${rps.suite.toFixed(0).padStart(11)}   ${rpsRatio.toFixed(3).padStart(11)}   ${cpuRatio.toFixed(3).padStart(13)}`)
+  // New processes every round: two identical processes can differ by a percent or two for
+  // their whole life (memory layout, JIT), which would otherwise stick to one side. The start
+  // order rotates, and so does the order autocannon loads them in.
+  const modes = ['bare', AGAINST, 'bare']
+  const started = []
+  for (let i = 0; i < modes.length; i++) started.push(await startServer(modes[(i + round) % modes.length]))
+  running = started
+  const bare = /** @type {typeof started[number]} */ (started.find((server) => server.name === 'bare'))
+  const control = /** @type {typeof started[number]} */ (started.findLast((server) => server.name === 'bare'))
+  const suite = /** @type {typeof started[number]} */ (started.find((server) => server.name === AGAINST))
+  await loadRound(started.map((server) => server.port), 2)
+  const before = started.map((server) => cpuSeconds(server.child.pid))
+  const results = await loadRound(started.map((server) => server.port), SECONDS)
+  const cpu = new Map(started.map((server, i) => [server, cpuSeconds(server.child.pid) - before[i]]))
+  const requests = new Map(started.map((server, i) => [server, results[i]]))
+  const errors = results.reduce((sum, result) => sum + result.errors, 0)
+  if (errors > 0) throw new Error(`errors under load: ${JSON.stringify(results)}`)
+  stop()
+  const rps = (/** @type {typeof bare} */ server) => /** @type {{ requests: number }} */ (requests.get(server)).requests / SECONDS
+  const cpuPerRequest = (/** @type {typeof bare} */ server) => /** @type {number} */ (cpu.get(server)) / /** @type {{ requests: number }} */ (requests.get(server)).requests
+  for (const [name, server] of /** @type {const} */ ([['suite', suite], ['control', control]])) {
+    ratios[name].rps.push(rps(server) / rps(bare))
+    ratios[name].cpu.push(cpuPerRequest(server) / cpuPerRequest(bare))
+  }
+  utilisation += [...cpu.values()].reduce((sum, seconds) => sum + seconds, 0) / SECONDS
+  const cell = (/** @type {number} */ value, /** @type {number} */ width) => value.toFixed(3).padStart(width)
+  console.log(`${String(round).padStart(5)}   ${rps(bare).toFixed(0).padStart(10)}   ${rps(suite).toFixed(0).padStart(11)}   ${rps(control).toFixed(0).padStart(13)}   ${cell(ratios.suite.rps[round - 1], 16)}   ${cell(ratios.suite.cpu[round - 1], 7)}   ${cell(ratios.control.rps[round - 1], 18)}   ${cell(ratios.control.cpu[round - 1], 7)}`)
 }
 const fmt = (/** @type {number[]} */ xs) => `median ${median(xs).toFixed(3)}, min ${Math.min(...xs).toFixed(3)}, max ${Math.max(...xs).toFixed(3)}`
-console.log(`\nrequests per second, suite / bare: ${fmt(rpsRatios)}`)
-console.log(`server CPU time per request, suite / bare: ${fmt(cpuRatios)}`)
-console.log(`CPU 0 busy with the two servers: ${(100 * utilisation / ROUNDS).toFixed(0)}% (near 100%: the servers, not the load generator, set the pace)`)
+console.log(`\nrequests per second, suite / bare:   ${fmt(ratios.suite.rps)}`)
+console.log(`requests per second, control / bare: ${fmt(ratios.control.rps)}`)
+console.log(`server CPU time per request, suite / bare:   ${fmt(ratios.suite.cpu)}`)
+console.log(`server CPU time per request, control / bare: ${fmt(ratios.control.cpu)}`)
+console.log(`CPU 0 busy with the three servers: ${(100 * utilisation / ROUNDS).toFixed(0)}% (near 100%: the servers, not the load generator, set the pace)`)
+// The servers' stdout pipes would keep this process alive.
+stop()

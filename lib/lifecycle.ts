@@ -110,8 +110,6 @@ export type PhaseStep = () => Promise<void> | void
  * feed it (in-flight requests, stage records, time budget); none keeps a copy of the state.
  */
 export class Lifecycle extends EventEmitter<LifecycleEvents> {
-  /** Responses in flight, kept by the drain plugin. Read it; do not add to it. */
-  readonly requests = new Set<InFlightResponse>()
   /** Long-lived connections registered and not ended yet. Read it; register with `longLived()`. */
   readonly longLivedConnections = new Set<TrackedLongLived>()
   readonly #deadline = new AbortController()
@@ -128,6 +126,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   readonly #startupTasks = new Map<string, { task: () => unknown, retryDelay: number }>()
   readonly #startupPending = new Set<string>()
   readonly #budget: Record<string, number> = {}
+  #countInFlight: () => number = () => 0
   readonly #timings: Array<Omit<PhaseTiming, 'durationMs'>> = []
   readonly #forced: string[] = []
   readonly #stages: Record<string, Readonly<Record<string, unknown>>> = {}
@@ -193,7 +192,12 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   }
 
   /** Requests in flight right now (0 unless the drain plugin is registered). */
-  get inFlight (): number { return this.requests.size }
+  get inFlight (): number { return this.#countInFlight() }
+
+  /** @internal the drain plugin says how to count requests in flight. */
+  countInFlightWith (counter: () => number): void {
+    this.#countInFlight = counter
+  }
 
   /** The shutdown report, once the instance is `closed`. */
   get report (): ShutdownReport | undefined { return this.#report }
@@ -461,9 +465,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     }
     this.#phase = phase
     if (ORDER[phase] >= ORDER.draining) {
-      this.#timings.push({ phase: phase as PhaseTiming['phase'], atMs: round(now - this.#startedAt), inFlight: this.requests.size })
+      this.#timings.push({ phase: phase as PhaseTiming['phase'], atMs: round(now - this.#startedAt), inFlight: this.inFlight })
     }
-    this.#log.info({ phase, previous, inFlight: this.requests.size }, 'lifecycle: phase changed')
+    this.#log.info({ phase, previous, inFlight: this.inFlight }, 'lifecycle: phase changed')
     if (phase === 'draining') this.#abort.abort(new Error(`shutting down (${this.#cause?.cause ?? 'close'})`))
     this.emit('phase', phase, previous)
     if (phase === 'closed') {

@@ -19,23 +19,17 @@ interface WebSocketLike {
   once: (event: 'close', listener: () => void) => unknown
 }
 
-const kSocketState = Symbol('fastify-lifecycle.drain.socket')
-
-/** What the drain knows of one HTTP/1 connection. */
-interface SocketState {
-  /** Responses in flight on it (pipelining aside, 0 or 1). */
-  inFlight: number
-  /** `bytesRead` when its last response ended: more means a new request is arriving. */
-  idleMark: number
-}
-type TrackedSocket = Socket & { [kSocketState]?: SocketState }
+/** An HTTP/1 socket, with the response Node is writing on it (null between requests). */
+type HttpSocket = Socket & { _httpMessage?: InFlightResponse | null }
 
 /**
- * Tracks every request from the moment Node hands it over. From `draining` on, tells each
- * HTTP/1 client to close its connection after the response, sends HTTP/2 sessions a GOAWAY,
- * and tells long-lived connections to go (WebSockets a 1001 close frame, SSE streams a final
- * event). At `closing`, closes the listener and the idle sockets, sweeps each socket as its
- * last response ends, and waits for requests, held work and long-lived connections until the
+ * While the service is ready the drain does no work per request: it keeps a set of the
+ * server's connections (HTTP/2: sessions) and nothing else. When the shutdown starts, it
+ * collects the responses in flight on them and from then on tracks every new request. It
+ * tells each HTTP/1 client to close its connection after the response, sends HTTP/2 sessions
+ * a GOAWAY, and tells long-lived connections to go (WebSockets a 1001 close frame, SSE streams
+ * a final event). At `closing`, closes the listener and the idle sockets, sweeps again as each
+ * response ends, and waits for requests, held work and long-lived connections until the
  * deadline, when it cuts what is left. The lifecycle runs this before `fastify.close()` (or
  * from preClose when close() is called directly, which is why the deadline must fit in
  * pluginTimeout).
@@ -47,62 +41,104 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   const server = fastify.server as Server
   // HTTP/2 servers have sessions, not keep-alive sockets: nothing to sweep or force there.
   const http1 = typeof server.closeIdleConnections === 'function'
-  const requests = lifecycle.requests
-  const sockets = new Set<TrackedSocket>()
+  /** Responses in flight, tracked from the start of the shutdown on (HTTP/2: always). */
+  const requests = new Set<InFlightResponse>()
+  const sockets = new Set<HttpSocket>()
   const sessions = new Set<Http2Session>()
   const sseResponses = new WeakSet<InFlightResponse>()
   const counts = { notified: 0, closed: 0, cut: 0 }
+  let tracking = false
   let noticeGiven = false
   let sweeping = false
+  let sweepScheduled = false
 
   lifecycle.setBudget('drain', config.timeout)
+  lifecycle.countInFlightWith(function countInFlight () {
+    if (tracking || !http1) return requests.size
+    // Before the shutdown, the sockets say it: Node attaches each response to its socket
+    // until the response has been written out.
+    let count = 0
+    for (const socket of sockets) if (responseOn(socket) !== undefined) count++
+    return count
+  })
 
   function untrack (this: InFlightResponse): void {
     requests.delete(this)
-    // HTTP/2 streams have no socket of their own (their session's is a proxy).
-    if (!http1) return
-    const socket = this.req.socket as TrackedSocket
-    const state = socket[kSocketState] as SocketState
-    state.inFlight--
-    state.idleMark = socket.bytesRead
-    // It may now be an idle keep-alive socket that nothing else would close.
-    if (sweeping) closeIfIdle(socket)
+    // Its socket may now be an idle keep-alive socket that nothing else would close.
+    if (sweeping && http1) scheduleSweep()
   }
 
-  // Observed before Fastify's handler runs, so even a sync route's headers are not out yet.
-  // The per-request path: one Set entry, one listener ('close' comes once, so no once()
-  // wrapper to allocate), one counter. Nothing else until the shutdown starts.
-  requestGate(server).observe(function trackRequest (request, response) {
+  function track (response: InFlightResponse): void {
     requests.add(response)
+    // 'close' comes once: no once() wrapper to allocate.
     response.on('close', untrack)
-    if (http1) ((request.socket as TrackedSocket)[kSocketState] as SocketState).inFlight++
-    if (lifecycle.shuttingDown) closeAfterResponse(request, response)
-  })
+  }
+
+  /** Observed before Fastify's handler runs, so even a sync route's headers are not out yet. */
+  function trackRequest (request: RawRequest, response: InFlightResponse): void {
+    track(response)
+    if (tracking) closeAfterResponse(request, response)
+  }
+
+  /** From the first moment of the shutdown: what is in flight now, and every request after. */
+  function startTracking (): void {
+    if (tracking) return
+    tracking = true
+    for (const socket of sockets) {
+      const response = responseOn(socket)
+      if (response !== undefined) track(response)
+    }
+    if (http1) requestGate(server).observe(trackRequest)
+    for (const response of requests) closeAfterResponse(response.req, response)
+  }
 
   if (http1) {
     // TLS servers hand requests the TLS socket, announced by 'secureConnection'.
     const event = typeof (server as { addContext?: unknown }).addContext === 'function' ? 'secureConnection' : 'connection'
-    server.on(event, function trackSocket (socket: TrackedSocket) {
-      socket[kSocketState] = { inFlight: 0, idleMark: 0 }
+    server.on(event, function trackSocket (socket: HttpSocket) {
       sockets.add(socket)
-      socket.once('close', () => sockets.delete(socket))
+      socket.on('close', forgetSocket)
     })
   } else {
+    // Streams have no socket of their own: HTTP/2 requests are tracked one by one, always.
+    requestGate(server).observe(trackRequest)
     fastify.server.on('session', function trackSession (session: Http2Session) {
       sessions.add(session)
       session.once('close', () => sessions.delete(session))
     })
   }
 
+  function forgetSocket (this: HttpSocket): void {
+    sockets.delete(this)
+  }
+
+  function scheduleSweep (): void {
+    if (sweepScheduled) return
+    sweepScheduled = true
+    setImmediate(sweepIdle)
+  }
+
   /**
-   * Node's closeIdleConnections() (which server.close() calls) also destroys sockets whose
-   * response has ended but is still flushing to a slow client, truncating it. A socket is
-   * idle here only when no response is in flight on it, nothing is left to write, and no byte
-   * of a new request has arrived since its last response.
+   * Closes the sockets that are between requests. Node's parser knows which those are (no
+   * byte of a new request has arrived), and server.closeIdleConnections() asks it; but that
+   * also destroys a socket whose response has ended and is still flushing to a slow client,
+   * truncating the response. Those sockets are held back for the call: they are swept again
+   * when their response closes.
    */
-  function closeIfIdle (socket: TrackedSocket): void {
-    const state = socket[kSocketState] as SocketState
-    if (state.inFlight === 0 && socket.writableLength === 0 && socket.bytesRead === state.idleMark) socket.destroy()
+  function sweepIdle (): void {
+    sweepScheduled = false
+    const flushing: HttpSocket[] = []
+    for (const socket of sockets) {
+      if (socket._httpMessage != null) {
+        socket.destroy = keepOpen
+        flushing.push(socket)
+      }
+    }
+    try {
+      server.closeIdleConnections()
+    } finally {
+      for (const socket of flushing) delete (socket as Partial<HttpSocket>).destroy
+    }
   }
 
   function notify (connection: TrackedLongLived): void {
@@ -145,7 +181,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   })
 
   lifecycle.on('draining', function startDraining () {
-    for (const response of requests) closeAfterResponse(response.req, response)
+    startTracking()
     // GOAWAY: open streams finish, new ones go to another connection.
     for (const session of sessions) session.close()
     if (config.notifyAt === 'draining') notifyLongLived()
@@ -166,15 +202,17 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
 
   lifecycle.during('closing', async function drainInFlight () {
     const started = performance.now()
+    // A direct fastify.close() comes here without a `draining` event of its own.
+    startTracking()
     const inFlightAtClose = requests.size
     sweeping = true
     // Streams opened during the pre-stop delay, or a notice set for now.
     notifyLongLived()
     const closed = once(server, 'close')
     // No new connections from here. net's close, not http's: the latter would also close
-    // connections still flushing a response (see closeIfIdle).
+    // connections still flushing a response (see sweepIdle).
     NetServer.prototype.close.call(server)
-    for (const socket of sockets) closeIfIdle(socket)
+    if (http1) sweepIdle()
     const heldAtClose = lifecycle.held
     const longLivedAtClose = lifecycle.longLivedConnections.size
     log.info({ inFlight: inFlightAtClose, held: heldAtClose, longLived: longLivedAtClose, timeout: config.timeout }, 'drain: listener closed, waiting for in-flight requests')
@@ -228,6 +266,21 @@ function isEventStream (response: InFlightResponse): boolean {
   const sent = (response as { _header?: unknown })._header
   const type = typeof sent === 'string' ? sent : String(response.getHeader('content-type'))
   return /content-type:\s*text\/event-stream|^text\/event-stream/im.test(type)
+}
+
+/**
+ * The response in flight on an HTTP/1 socket, if any. @fastify/websocket attaches a response
+ * of its own to an upgraded socket: that connection is long-lived, tracked as such, not a
+ * request in flight.
+ */
+function responseOn (socket: HttpSocket): InFlightResponse | undefined {
+  const response = socket._httpMessage
+  return response != null && (response.req as { upgrade?: boolean }).upgrade !== true ? response : undefined
+}
+
+/** Stands in for destroy() on a socket that must survive closeIdleConnections(). */
+function keepOpen (this: Socket): Socket {
+  return this
 }
 
 function ignoreWriteAfterEnd (err: NodeJS.ErrnoException): void {

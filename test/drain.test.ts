@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { connect as connectTcp } from 'node:net'
+import { connect as connectTcp, type Socket } from 'node:net'
+import { connect as connectTls } from 'node:tls'
 import { connect } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { test } from 'tap'
@@ -215,4 +216,41 @@ test('HTTPS: in-flight requests finish with Connection: close and idle TLS socke
   const report = await shutdown
   t.equal(report.clean, true, 'no socket held the drain until its deadline')
   t.match(report.stages.drain, { inFlightAtClose: 1, cut: 0 })
+})
+
+test('a keep-alive client half-way through sending its next request when the listener closes gets its answer', async (t) => {
+  // Over TLS the server's socket emits 'data' in JavaScript (a plain TCP socket feeds Node's
+  // HTTP parser directly), which tells the test when the server has read the first half.
+  const tls = new URL('./fixtures/tls/', import.meta.url)
+  const app = Fastify({ https: { key: readFileSync(new URL('key.pem', tls)), cert: readFileSync(new URL('cert.pem', tls)) } })
+  await app.register(drain)
+  app.get('/*', async (request) => request.url)
+  let serverSocket!: Socket
+  app.server.on('secureConnection', (socket: Socket) => { serverSocket = socket })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const client = connectTls({ port: (app.server.address() as AddressInfo).port, host: '127.0.0.1', rejectUnauthorized: false })
+  t.teardown(() => client.destroy())
+  await once(client, 'secureConnect')
+  let received = ''
+  client.on('data', (chunk: Buffer) => { received += chunk })
+  client.write('GET /first HTTP/1.1\r\nhost: localhost\r\n\r\n')
+  while (!received.endsWith('/first')) await once(client, 'data')
+  t.match(received, /connection: keep-alive/i, 'the first response keeps the connection')
+  received = ''
+  const firstHalfRead = once(serverSocket, 'data')
+  client.write('GET /second HTTP/1.1\r\nhost: loc')
+  await firstHalfRead
+  const closing = once(app.lifecycle, 'closing')
+  const shutdown = app.lifecycle.shutdown()
+  await closing
+  // The listener is closed and idle sockets are gone: this one is not idle, its parser is
+  // in the middle of a request.
+  client.write('alhost\r\n\r\n')
+  await once(client, 'close')
+  t.match(received, /^HTTP\/1\.1 200 OK\r\n/, 'the second request was answered')
+  t.match(received, /connection: close/i, 'with Connection: close')
+  t.ok(received.endsWith('/second'), 'whole')
+  const report = await shutdown
+  t.equal(report.clean, true)
+  t.match(report.stages.drain, { cut: 0 })
 })

@@ -17,6 +17,12 @@ async function closedApp (options = {}) {
   return app
 }
 
+/**
+ * The report's times are in tenths of a millisecond: compare them as such, not as floats
+ * (0.1 + 0.2 is 0.30000000000000004).
+ */
+const tenths = (ms: number): number => Math.round(ms * 10)
+
 test('closes real pg, ioredis and node-redis clients and a function, in reverse registration order', async (t) => {
   await requirePg()
   await requireRedis()
@@ -48,7 +54,7 @@ test('closes real pg, ioredis and node-redis clients and a function, in reverse 
   t.equal(nodeRedis.isOpen, false, 'node-redis closed')
   t.equal(report.clean, true)
   for (let i = 1; i < results.length; i++) {
-    t.ok(results[i].startedAtMs! >= results[i - 1].startedAtMs! + results[i - 1].durationMs!, `${results[i].name} started after ${results[i - 1].name} ended`)
+    t.ok(tenths(results[i].startedAtMs!) >= tenths(results[i - 1].startedAtMs! + results[i - 1].durationMs!), `${results[i].name} started after ${results[i - 1].name} ended`)
   }
 })
 
@@ -84,7 +90,7 @@ test('parallel: independent resources close at the same time', async (t) => {
   const report = await app.lifecycle.shutdown()
   const [first, second] = report.stages.teardown.resources as TeardownResult[]
   t.same(outcomes([first, second]).sort(), [['a', 'closed'], ['b', 'closed']], 'each could only finish while the other was closing')
-  t.ok(second.startedAtMs! <= first.startedAtMs! + first.durationMs!, 'the report shows the overlap: the second started before the first ended')
+  t.ok(tenths(second.startedAtMs!) <= tenths(first.startedAtMs! + first.durationMs!), 'the report shows the overlap: the second started before the first ended')
 })
 
 test('parallel still honours `after`', async (t) => {
