@@ -8,7 +8,7 @@ type Interceptor = (request: RawRequest, response: RawResponse) => boolean
 
 /** What the plugins may do with the requests of one server, before Fastify's router. */
 export interface RequestGate {
-  /** Sees every request first; cannot stop it (the drain counts requests here). */
+  /** Sees every request first; cannot stop it (the drain, once the shutdown starts). */
   observe: (listener: Listener) => void
   /** Answers the request itself, instead of Fastify, when it returns true (the probes). */
   intercept: (interceptor: Interceptor) => void
