@@ -82,6 +82,7 @@ for (let round = 1; round <= ROUNDS; round++) {
   const requests = new Map(started.map((server, i) => [server, results[i]]))
   const errors = results.reduce((sum, result) => sum + result.errors, 0)
   if (errors > 0) throw new Error(`errors under load: ${JSON.stringify(results)}`)
+  // Also what lets this process exit at the end: the servers' stdout pipes would keep it alive.
   stop()
   const rps = (/** @type {typeof bare} */ server) => /** @type {{ requests: number }} */ (requests.get(server)).requests / SECONDS
   const cpuPerRequest = (/** @type {typeof bare} */ server) => /** @type {number} */ (cpu.get(server)) / /** @type {{ requests: number }} */ (requests.get(server)).requests
@@ -99,5 +100,3 @@ console.log(`requests per second, control / bare: ${fmt(ratios.control.rps)}`)
 console.log(`server CPU time per request, suite / bare:   ${fmt(ratios.suite.cpu)}`)
 console.log(`server CPU time per request, control / bare: ${fmt(ratios.control.cpu)}`)
 console.log(`CPU 0 busy with the three servers: ${(100 * utilisation / ROUNDS).toFixed(0)}% (near 100%: the servers, not the load generator, set the pace)`)
-// The servers' stdout pipes would keep this process alive.
-stop()

@@ -80,18 +80,6 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     if (tracking) closeAfterResponse(request, response)
   }
 
-  /** From the first moment of the shutdown: what is in flight now, and every request after. */
-  function startTracking (): void {
-    if (tracking) return
-    tracking = true
-    for (const socket of sockets) {
-      const response = responseOn(socket)
-      if (response !== undefined) track(response)
-    }
-    if (http1) requestGate(server).observe(trackRequest)
-    for (const response of requests) closeAfterResponse(response.req, response)
-  }
-
   if (http1) {
     // TLS servers hand requests the TLS socket, announced by 'secureConnection'.
     const event = typeof (server as { addContext?: unknown }).addContext === 'function' ? 'secureConnection' : 'connection'
@@ -180,9 +168,21 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     if (noticeGiven) notify(connection)
   })
 
+  // Once per shutdown, also when it comes through a direct fastify.close() (preClose enters
+  // `draining` first).
   lifecycle.on('draining', function startDraining () {
-    startTracking()
-    // GOAWAY: open streams finish, new ones go to another connection.
+    // From here on: what is in flight now, and every request after.
+    tracking = true
+    for (const socket of sockets) {
+      const response = responseOn(socket)
+      if (response !== undefined) {
+        track(response)
+        closeAfterResponse(response.req, response)
+      }
+    }
+    if (http1) requestGate(server).observe(trackRequest)
+    // GOAWAY, to every session, those with streams in flight included: open streams finish,
+    // new ones go to another connection.
     for (const session of sessions) session.close()
     if (config.notifyAt === 'draining') notifyLongLived()
   })
@@ -202,8 +202,6 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
 
   lifecycle.during('closing', async function drainInFlight () {
     const started = performance.now()
-    // A direct fastify.close() comes here without a `draining` event of its own.
-    startTracking()
     const inFlightAtClose = requests.size
     sweeping = true
     // Streams opened during the pre-stop delay, or a notice set for now.

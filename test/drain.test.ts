@@ -136,6 +136,32 @@ test('HTTP/2: idle sessions get GOAWAY and let the drain end at once', async (t)
   t.equal(report.clean, true, 'the open session did not hold the drain until its deadline')
 })
 
+test('HTTP/2: a connection opened during the pre-stop delay is served, then its session gets GOAWAY', async (t) => {
+  const app = Fastify({ http2: true })
+  await app.register(drain, { timeout: 9000 })
+  // Stands in for the pre-stop delay: the service is draining and still serving.
+  const delayOver = gate()
+  app.lifecycle.during('draining', () => delayOver.opened)
+  app.get('/', async () => 'ok')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const draining = once(app.lifecycle, 'draining')
+  const shutdown = app.lifecycle.shutdown()
+  await draining
+  const session = connect(origin(app))
+  t.teardown(() => session.destroy())
+  const goaway = once(session, 'goaway')
+  const late = session.request({ ':path': '/' })
+  const [headers] = await once(late, 'response')
+  t.equal(headers[':status'], 200, 'the request on the new connection was answered')
+  late.resume()
+  const [code] = await goaway
+  t.equal(code, 0, 'GOAWAY with NO_ERROR, before the delay is over')
+  delayOver.open()
+  const report = await shutdown
+  t.equal(report.clean, true)
+  t.match(report.stages.drain, { cut: 0 })
+})
+
 test('HTTP/2: streams still running at the deadline are cut with their session', async (t) => {
   const app = Fastify({ http2: true })
   await app.register(drain, { timeout: 100 })
