@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import { FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK, FST_LIFECYCLE_INVALID_OPTION } from './errors.js'
 import { checkKnownKeys, duration } from './options.js'
-import { messageOf, settleWithin } from './timers.js'
+import { messageOf, roundMs, settleWithin } from './timers.js'
 
 export type ProbeKind = 'liveness' | 'readiness' | 'startup'
 export const PROBE_KINDS: readonly ProbeKind[] = Object.freeze(['liveness', 'readiness', 'startup'])
@@ -143,7 +143,7 @@ export class CheckRegistry {
   async #runOnce (check: Check): Promise<CheckResult> {
     const started = performance.now()
     const settled = await settleWithin(check.fn, check.timeout)
-    const durationMs = Math.round((performance.now() - started) * 10) / 10
+    const durationMs = roundMs(performance.now() - started)
     const result: CheckResult = { name: check.name, ok: true, critical: check.critical, durationMs, cached: false, timedOut: false }
     if (settled.status === 'timed out') {
       result.ok = false

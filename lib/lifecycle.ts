@@ -12,7 +12,7 @@ import {
 import type { CheckFunction, CheckOptions, CheckRegistry } from './health.js'
 import { duration } from './options.js'
 import type { Closable, CloseFunction, TeardownRegistry, TeardownResourceOptions } from './teardown.js'
-import { deadline, messageOf } from './timers.js'
+import { deadline, messageOf, roundMs } from './timers.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -465,7 +465,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     }
     this.#phase = phase
     if (ORDER[phase] >= ORDER.draining) {
-      this.#timings.push({ phase: phase as PhaseTiming['phase'], atMs: round(now - this.#startedAt), inFlight: this.inFlight })
+      this.#timings.push({ phase: phase as PhaseTiming['phase'], atMs: roundMs(now - this.#startedAt), inFlight: this.inFlight })
     }
     this.#log.info({ phase, previous, inFlight: this.inFlight }, 'lifecycle: phase changed')
     if (phase === 'draining') this.#abort.abort(new Error(`shutting down (${this.#cause?.cause ?? 'close'})`))
@@ -486,13 +486,13 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     const clean = this.#forced.length === 0 && error === undefined
     const phases = this.#timings.map((timing, i, all) => ({
       ...timing,
-      durationMs: round((all[i + 1]?.atMs ?? round(now - this.#startedAt)) - timing.atMs)
+      durationMs: roundMs((all[i + 1]?.atMs ?? roundMs(now - this.#startedAt)) - timing.atMs)
     }))
     const report: ShutdownReport = {
       cause: cause.cause,
       clean,
       exitCode: clean ? 0 : 1,
-      totalMs: round(now - this.#startedAt),
+      totalMs: roundMs(now - this.#startedAt),
       phases,
       forced: [...this.#forced],
       stages: { ...this.#stages }
@@ -500,10 +500,6 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     if (error !== undefined) report.error = messageOf(error)
     return report
   }
-}
-
-function round (ms: number): number {
-  return Math.round(ms * 10) / 10
 }
 
 /** The instance's lifecycle, created and hooked in on first use by any fastify-lifecycle plugin. */

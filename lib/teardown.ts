@@ -9,7 +9,7 @@ import {
   FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY
 } from './errors.js'
 import { checkKnownKeys, duration } from './options.js'
-import { deadline, messageOf, settleWithin } from './timers.js'
+import { deadline, messageOf, roundMs, settleWithin } from './timers.js'
 
 /** A function that closes something; may return a promise. */
 export type CloseFunction = () => unknown
@@ -168,7 +168,7 @@ export class TeardownRegistry {
   async run (options: { timeout: number, parallel: boolean }, log: FastifyBaseLogger): Promise<TeardownResult[]> {
     this.#started = true
     const origin = performance.now()
-    const since = (): number => Math.round((performance.now() - origin) * 10) / 10
+    const since = (): number => roundMs(performance.now() - origin)
     const results: TeardownResult[] = []
     const pending = new Set(this.#entries.values())
     const done = new Set<string>()
@@ -184,7 +184,7 @@ export class TeardownRegistry {
         pending.delete(entry)
         const startedAtMs = since()
         const finished = closeOne(entry, log).then((result) => {
-          results.push({ name: entry.name, method: entry.method, startedAtMs, durationMs: Math.round((since() - startedAtMs) * 10) / 10, ...result })
+          results.push({ name: entry.name, method: entry.method, startedAtMs, durationMs: roundMs(since() - startedAtMs), ...result })
           running.delete(entry)
           done.add(entry.name)
         })
@@ -195,7 +195,7 @@ export class TeardownRegistry {
         const skipped = [...pending].map((entry) => entry.name)
         log.warn({ timeout: options.timeout, running: [...running.keys()].map((e) => e.name), skipped }, 'teardown: overall deadline reached, giving up on the rest')
         for (const [entry, { startedAtMs }] of running) {
-          results.push({ name: entry.name, method: entry.method, outcome: 'timed out', startedAtMs, durationMs: Math.round((since() - startedAtMs) * 10) / 10 })
+          results.push({ name: entry.name, method: entry.method, outcome: 'timed out', startedAtMs, durationMs: roundMs(since() - startedAtMs) })
           forceClose(entry)
         }
         for (const entry of pending) results.push({ name: entry.name, method: entry.method, outcome: 'skipped' })

@@ -52,3 +52,8 @@ export async function settleWithin (fn: () => unknown, ms: number): Promise<Sett
 export function messageOf (reason: unknown): string {
   return reason instanceof Error ? reason.message : String(reason)
 }
+
+/** Milliseconds rounded to a tenth, as the report and the logs give them. */
+export function roundMs (ms: number): number {
+  return Math.round(ms * 10) / 10
+}
