@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import { FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK, FST_LIFECYCLE_INVALID_OPTION } from './errors.js'
-import { checkKnownKeys, duration } from './options.js'
+import { checkKnownKeys, duration, plainObject } from './options.js'
 import { messageOf, roundMs, settleWithin } from './timers.js'
 
 export type ProbeKind = 'liveness' | 'readiness' | 'startup'
@@ -68,7 +68,7 @@ export class CheckRegistry {
     }
     if (this.#checks.has(name)) throw new FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK(name)
     if (typeof fn !== 'function') throw new FST_LIFECYCLE_INVALID_OPTION(`check '${name}'`, 'a function', fn)
-    if (options === null || typeof options !== 'object') throw new FST_LIFECYCLE_INVALID_OPTION(`check '${name}' options`, 'an object', options)
+    plainObject(`check '${name}' options`, options)
     checkKnownKeys(`check '${name}' `, options, CHECK_OPTIONS)
     const critical = options.critical ?? true
     if (typeof critical !== 'boolean') throw new FST_LIFECYCLE_INVALID_OPTION(`check '${name}' critical`, 'a boolean', critical)

@@ -155,7 +155,8 @@ export function duration (name: string, value: unknown, fallback: number, positi
   return value
 }
 
-function plainObject (name: string, value: unknown): object {
+/** An options object: undefined gives `{}`; null, arrays and other values are rejected. */
+export function plainObject (name: string, value: unknown): object {
   if (value === undefined) return {}
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new FST_LIFECYCLE_INVALID_OPTION(name, 'an object', value)

@@ -8,7 +8,7 @@ import {
   FST_LIFECYCLE_TEARDOWN_STARTED,
   FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY
 } from './errors.js'
-import { checkKnownKeys, duration } from './options.js'
+import { checkKnownKeys, duration, plainObject } from './options.js'
 import { deadline, messageOf, roundMs, settleWithin } from './timers.js'
 
 /** A function that closes something; may return a promise. */
@@ -93,9 +93,7 @@ export class TeardownRegistry {
     }
     if (this.#started) throw new FST_LIFECYCLE_TEARDOWN_STARTED(name)
     if (this.#entries.has(name)) throw new FST_LIFECYCLE_TEARDOWN_DUPLICATE_NAME(name)
-    if (options === null || typeof options !== 'object') {
-      throw new FST_LIFECYCLE_INVALID_OPTION(`teardown '${name}' options`, 'an object', options)
-    }
+    plainObject(`teardown '${name}' options`, options)
     checkKnownKeys(`teardown '${name}' `, options, RESOURCE_OPTIONS)
     const timeout = duration(`teardown '${name}' timeout`, options.timeout, this.#defaultTimeout, true)
     const after = options.after ?? []
