@@ -12,7 +12,7 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startLoad } from './load.js'
+import { startLoad } from '../dist/cli/load.js'
 import { freePort, startProcess } from './lib/processes.js'
 
 const SHORT = process.argv.includes('--short')

@@ -8,6 +8,21 @@ export const FST_LIFECYCLE_INVALID_OPTION = createError(
   TypeError
 )
 
+/** A method of `fastify.lifecycle` was called with an argument it cannot take. */
+export const FST_LIFECYCLE_INVALID_ARGUMENT = createError(
+  'FST_LIFECYCLE_INVALID_ARGUMENT',
+  '%s must be %s, received %O',
+  500,
+  TypeError
+)
+
+/** A piece of the suite registered a second time on the same server (in any context). */
+export const FST_LIFECYCLE_ALREADY_REGISTERED = createError(
+  'FST_LIFECYCLE_ALREADY_REGISTERED',
+  '%s is already registered on this server; register each piece once, at the root (one lifecycle per server: a second one would install a second set of %s)',
+  500
+)
+
 /** An options object has a key no plugin reads (usually a typo). */
 export const FST_LIFECYCLE_UNKNOWN_OPTION = createError(
   'FST_LIFECYCLE_UNKNOWN_OPTION',

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
-import { FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK, FST_LIFECYCLE_INVALID_OPTION } from './errors.js'
-import { checkKnownKeys, duration, plainObject } from './options.js'
+import { FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK, FST_LIFECYCLE_INVALID_ARGUMENT, FST_LIFECYCLE_INVALID_OPTION } from './errors.js'
+import { bool, checkKnownKeys, duration, keysOf, plainObject } from './options.js'
 import { messageOf, roundMs, settleWithin } from './timers.js'
 
 export type ProbeKind = 'liveness' | 'readiness' | 'startup'
@@ -51,7 +51,7 @@ interface Check {
   timer: NodeJS.Timeout | undefined
 }
 
-const CHECK_OPTIONS = ['timeout', 'critical', 'probe', 'cacheTtl', 'refreshInterval']
+const CHECK_OPTIONS = keysOf<CheckOptions>()({ timeout: true, critical: true, probe: true, cacheTtl: true, refreshInterval: true })
 
 /** Every health check of one instance: runs them, caches, coalesces, and logs state changes. */
 export class CheckRegistry {
@@ -64,14 +64,13 @@ export class CheckRegistry {
 
   add (name: string, fn: CheckFunction, options: CheckOptions = {}): void {
     if (typeof name !== 'string' || !/^[\w.-]+$/.test(name)) {
-      throw new FST_LIFECYCLE_INVALID_OPTION('check name', 'a non-empty string of letters, digits, _ . -', name)
+      throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.check(): name', 'a non-empty string of letters, digits, _ . -', name)
     }
     if (this.#checks.has(name)) throw new FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK(name)
-    if (typeof fn !== 'function') throw new FST_LIFECYCLE_INVALID_OPTION(`check '${name}'`, 'a function', fn)
+    if (typeof fn !== 'function') throw new FST_LIFECYCLE_INVALID_ARGUMENT(`lifecycle.check('${name}'): check`, 'a function', fn)
     plainObject(`check '${name}' options`, options)
     checkKnownKeys(`check '${name}' `, options, CHECK_OPTIONS)
-    const critical = options.critical ?? true
-    if (typeof critical !== 'boolean') throw new FST_LIFECYCLE_INVALID_OPTION(`check '${name}' critical`, 'a boolean', critical)
+    const critical = bool(`check '${name}' critical`, options.critical, true)
     const probe = options.probe ?? 'readiness'
     const probes = Array.isArray(probe) ? probe : [probe]
     if (probes.length === 0 || probes.some((p) => !PROBE_KINDS.includes(p))) {
@@ -145,6 +144,7 @@ export class CheckRegistry {
     const settled = await settleWithin(check.fn, check.timeout)
     const durationMs = roundMs(performance.now() - started)
     const result: CheckResult = { name: check.name, ok: true, critical: check.critical, durationMs, cached: false, timedOut: false }
+    let err: unknown
     if (settled.status === 'timed out') {
       result.ok = false
       result.timedOut = true
@@ -152,6 +152,7 @@ export class CheckRegistry {
     } else if (settled.status === 'rejected') {
       result.ok = false
       result.error = messageOf(settled.reason)
+      err = settled.reason
     } else if (settled.value === false) {
       result.ok = false
       result.error = 'returned false'
@@ -159,7 +160,8 @@ export class CheckRegistry {
     const previous = check.last
     check.last = { ...result, at: performance.now() }
     if (!result.ok && (previous === undefined || previous.ok)) {
-      this.#log.warn({ check: check.name, critical: check.critical, error: result.error, timedOut: result.timedOut }, 'health: check failed')
+      // With the error itself, stack included, when the check threw one.
+      this.#log.warn({ err, check: check.name, critical: check.critical, error: result.error, timedOut: result.timedOut }, 'health: check failed')
     } else if (result.ok && previous !== undefined && !previous.ok) {
       this.#log.info({ check: check.name }, 'health: check recovered')
     }

@@ -1,67 +1,44 @@
 import { EventEmitter } from 'node:events'
-import type { ServerResponse } from 'node:http'
-import type { Http2ServerResponse } from 'node:http2'
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import {
+  FST_LIFECYCLE_ALREADY_REGISTERED,
   FST_LIFECYCLE_HEALTH_NOT_REGISTERED,
-  FST_LIFECYCLE_INVALID_OPTION,
-  FST_LIFECYCLE_STARTUP_TASK_LATE,
+  FST_LIFECYCLE_INVALID_ARGUMENT,
   FST_LIFECYCLE_TEARDOWN_NOT_REGISTERED
 } from './errors.js'
 import type { CheckFunction, CheckOptions, CheckRegistry } from './health.js'
-import { duration } from './options.js'
+import { ReportBuilder, type Phase, type ReportStages, type ShutdownCause, type ShutdownReport } from './report.js'
+import { StartupTasks, type StartupTaskOptions } from './startup.js'
+import {
+  kAbandon,
+  kAbortDeadline,
+  kChecks,
+  kClaim,
+  kCountInFlight,
+  kLifecycle,
+  kMarkForced,
+  kReadyCheck,
+  kRecord,
+  kTeardown,
+  kWork
+} from './symbols.js'
 import type { Closable, CloseFunction, TeardownRegistry, TeardownResourceOptions } from './teardown.js'
-import { deadline, messageOf, roundMs } from './timers.js'
+import { messageOf } from './timers.js'
+import { WorkRegistry, type HeldWork, type LongLivedConnection, type LongLivedHandle, type TrackedLongLived } from './work.js'
+
+export type { Phase, ShutdownCause, ShutdownReport, PhaseTiming, ReportStages, PreStopStage, DrainStage, TeardownStage, LongLivedCounts } from './report.js'
+export type { HeldWork, LongLivedConnection, LongLivedHandle, TrackedLongLived } from './work.js'
+export type { StartupTaskOptions } from './startup.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Shutdown and readiness state shared by every fastify-lifecycle plugin. */
+    /** Shutdown and readiness state shared by every fastify-lifecycle plugin: one per server. */
     lifecycle: Lifecycle
   }
 }
 
-/** The phases of one Fastify instance, in the only order they can happen. */
-export type Phase = 'starting' | 'ready' | 'draining' | 'closing' | 'closed'
 const ORDER: Readonly<Record<Phase, number>> = { starting: 0, ready: 1, draining: 2, closing: 3, closed: 4 }
-
-/** What started the shutdown: a signal name, `'error'`, `'manual'` (lifecycle.shutdown()) or `'close'` (fastify.close()). */
-export interface ShutdownCause {
-  cause: string
-  /** The uncaught exception or rejection that started the shutdown, if one did. */
-  error?: unknown
-}
-
-/** A response being written: HTTP/1 or HTTP/2 compatibility API. */
-export type InFlightResponse = ServerResponse | Http2ServerResponse
-
-export interface PhaseTiming {
-  phase: 'draining' | 'closing' | 'closed'
-  /** When the phase began, in ms after the shutdown started. */
-  atMs: number
-  /** How long the phase lasted, in ms (0 for `closed`). */
-  durationMs: number
-  /** Requests in flight when the phase began. */
-  inFlight: number
-}
-
-/** Logged once at the end of every shutdown and returned by `lifecycle.shutdown()`. */
-export interface ShutdownReport {
-  cause: string
-  /** True when no stage had to be forced and the shutdown was not caused by an error. */
-  clean: boolean
-  /** The code the graceful plugin exits with: 0 when clean, 1 otherwise. */
-  exitCode: 0 | 1
-  /** From the start of the shutdown to the `closed` phase, in ms. */
-  totalMs: number
-  phases: PhaseTiming[]
-  /** One line per stage that had to be forced (requests cut, a deadline hit, a close that failed). */
-  forced: string[]
-  /** What each plugin recorded about its stage (pre-stop delay, drain counts, …). */
-  stages: Record<string, Readonly<Record<string, unknown>>>
-  /** Message of the error that caused the shutdown or made `close()` fail. */
-  error?: string
-}
 
 export interface LifecycleEvents {
   phase: [phase: Phase, previous: Phase]
@@ -75,72 +52,43 @@ export interface LifecycleEvents {
   closed: [report: ShutdownReport]
 }
 
-/** Work that is not an HTTP request (a queue message, a job) which the drain waits for. */
-export interface HeldWork {
-  readonly name: string
-  /** The work is done; the drain stops waiting for it. Calling it again does nothing. */
-  release: () => void
-}
-
-/** A connection that never finishes on its own: a WebSocket, an SSE stream, a tunnel. */
-export interface LongLivedConnection {
-  /** What it is, for the log and the report: `'websocket'`, `'sse'`, or your own. */
-  kind: string
-  /** Tells the peer to reconnect elsewhere, and ends the connection gracefully. */
-  notify: () => void
-  /** Ends it at once (the drain deadline). */
-  destroy: () => void
-}
-
-/** Returned by `longLived()`: call `done()` once the connection has ended, however it ended. */
-export interface LongLivedHandle {
-  done: () => void
-}
-
-/** A registered long-lived connection, as the drain sees it. */
-export interface TrackedLongLived extends LongLivedConnection {
-  notified: boolean
-}
-
 /** Work a plugin does during a phase of the shutdown, before the next phase starts. */
 export type PhaseStep = () => Promise<void> | void
 
 /**
- * The one state machine per Fastify instance. Plugins read `phase`, listen to its events and
- * feed it (in-flight requests, stage records, time budget); none keeps a copy of the state.
+ * The one state machine per Fastify server. Plugins read `phase`, listen to its events and
+ * feed it through the members keyed by the symbols of lib/symbols.ts; users see the rest.
+ * Held work and long-lived connections live in lib/work.ts, start-up tasks in lib/startup.ts,
+ * the report in lib/report.ts.
  */
 export class Lifecycle extends EventEmitter<LifecycleEvents> {
-  /** Long-lived connections registered and not ended yet. Read it; register with `longLived()`. */
-  readonly longLivedConnections = new Set<TrackedLongLived>()
-  readonly #deadline = new AbortController()
   readonly #fastify: FastifyInstance
   readonly #log: FastifyBaseLogger
   readonly #abort = new AbortController()
+  readonly #deadline = new AbortController()
   readonly #steps: Record<'draining' | 'closing', PhaseStep[]> = { draining: [], closing: [] }
+  readonly #readyChecks: Array<() => void> = []
+  readonly #claimed = new Set<string>()
+  readonly #work = new WorkRegistry((connection) => { this.emit('longLived', connection) })
+  readonly #startup = new StartupTasks()
+  readonly #report = new ReportBuilder()
+  readonly #budget: Record<string, number> = {}
   #closingSteps: Promise<void> | undefined
-  readonly #held = new Set<HeldWork>()
-  #whenIdle: Array<() => void> = []
   #teardown: TeardownRegistry | undefined
   #checks: CheckRegistry | undefined
-  #manualReady = true
-  readonly #startupTasks = new Map<string, { task: () => unknown, retryDelay: number }>()
-  readonly #startupPending = new Set<string>()
-  readonly #budget: Record<string, number> = {}
   #countInFlight: () => number = () => 0
-  readonly #timings: Array<Omit<PhaseTiming, 'durationMs'>> = []
-  readonly #forced: string[] = []
-  readonly #stages: Record<string, Readonly<Record<string, unknown>>> = {}
+  #manualReady = true
   #phase: Phase = 'starting'
   #everReady = false
-  #startedAt = 0
   #cause: ShutdownCause | undefined
   #closeError: unknown
   #driving = false
   #booted = false
   #onBooted: (() => void) | undefined
   #shutdown: Promise<ShutdownReport> | undefined
-  #report: ShutdownReport | undefined
+  #final: ShutdownReport | undefined
 
+  /** @internal created by useLifecycle(), once per server. */
   constructor (fastify: FastifyInstance) {
     super()
     this.#fastify = fastify
@@ -165,80 +113,40 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    */
   get deadlineSignal (): AbortSignal { return this.#deadline.signal }
 
-  /** @internal the drain aborts it ahead of its deadline. */
-  abortDeadline (): void {
-    this.#deadline.abort(new Error('drain deadline'))
-  }
-
-  /**
-   * Registers a connection that never finishes on its own, so the drain can tell it to move
-   * (`notify`) when the shutdown starts and end it (`destroy`) at the deadline.
-   * WebSockets of @fastify/websocket and SSE responses are registered automatically.
-   */
-  longLived (connection: LongLivedConnection): LongLivedHandle {
-    if (connection === null || typeof connection !== 'object' || typeof connection.kind !== 'string' ||
-        typeof connection.notify !== 'function' || typeof connection.destroy !== 'function') {
-      throw new FST_LIFECYCLE_INVALID_OPTION('longLived connection', '{ kind: string, notify(): void, destroy(): void }', connection)
-    }
-    const tracked: TrackedLongLived = { kind: connection.kind, notify: connection.notify, destroy: connection.destroy, notified: false }
-    const connections = this.longLivedConnections
-    connections.add(tracked)
-    this.emit('longLived', tracked)
-    return {
-      done: () => {
-        if (connections.delete(tracked)) this.#checkIdle()
-      }
-    }
-  }
+  /** Should this instance receive traffic now? The phase is `ready` and no one called setReady(false). */
+  isReady (): boolean { return this.#phase === 'ready' && this.#manualReady }
 
   /** Requests in flight right now (0 unless the drain plugin is registered). */
   get inFlight (): number { return this.#countInFlight() }
 
-  /** @internal the drain plugin says how to count requests in flight. */
-  countInFlightWith (counter: () => number): void {
-    this.#countInFlight = counter
-  }
-
   /** The shutdown report, once the instance is `closed`. */
-  get report (): ShutdownReport | undefined { return this.#report }
+  get report (): ShutdownReport | undefined { return this.#final }
 
   /** Each phase's share of the shutdown deadline, in ms, as registered by the plugins. */
   get budget (): Readonly<Record<string, number>> { return { ...this.#budget } }
-
-  /** Names of the work held with `hold()` and not yet released. */
-  get held (): string[] { return [...this.#held].map((work) => work.name) }
 
   /**
    * Marks work that is not an HTTP request as in progress (a queue message being handled, a
    * scheduled job, a file being written). The drain waits for every held work to be released,
    * up to its deadline, as it waits for requests. Check `signal` before taking new work.
    */
-  hold (name: string): HeldWork {
-    if (typeof name !== 'string' || name === '') throw new FST_LIFECYCLE_INVALID_OPTION('hold name', 'a non-empty string', name)
-    const held = this.#held
-    const work: HeldWork = Object.freeze({
-      name,
-      release: () => {
-        if (held.delete(work)) this.#checkIdle()
-      }
-    })
-    held.add(work)
-    return work
-  }
+  hold (name: string): HeldWork { return this.#work.hold(name) }
+
+  /** Names of the work held with `hold()` and not yet released. */
+  get held (): string[] { return this.#work.held }
 
   /** Resolves once no work is held and no long-lived connection remains (at once if so). */
-  idle (): Promise<void> {
-    if (this.#isIdle()) return Promise.resolve()
-    return new Promise((resolve) => { this.#whenIdle.push(resolve) })
-  }
+  idle (): Promise<void> { return this.#work.idle() }
 
-  #isIdle (): boolean {
-    return this.#held.size === 0 && this.longLivedConnections.size === 0
-  }
+  /**
+   * Registers a connection that never finishes on its own, so the drain can tell it to move
+   * (`notify`) when the shutdown starts and end it (`destroy`) at the deadline.
+   * WebSockets of @fastify/websocket and SSE responses are registered automatically.
+   */
+  longLived (connection: LongLivedConnection): LongLivedHandle { return this.#work.longLived(connection) }
 
-  #checkIdle (): void {
-    if (this.#isIdle()) for (const resolve of this.#whenIdle.splice(0)) resolve()
-  }
+  /** Long-lived connections registered and not ended yet. Read it; register with `longLived()`. */
+  get longLivedConnections (): ReadonlySet<Readonly<TrackedLongLived>> { return this.#work.connections }
 
   /**
    * Registers something to close at shutdown, after the drain: a pg pool, a Redis client,
@@ -251,47 +159,6 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     return this
   }
 
-  /** @internal the teardown plugin hands its registry over once. */
-  useTeardown (registry: TeardownRegistry): void {
-    this.#teardown = registry
-  }
-
-  /** Start-up tasks not finished yet. */
-  get startupPending (): string[] { return [...this.#startupPending] }
-
-  /**
-   * A task that must succeed before the instance is `ready` (warm a cache, check migrations,
-   * wait for a dependency): tasks run in the background once Fastify is ready, so the server
-   * listens while readiness and startup probes still fail. A task that throws is logged and run
-   * again after `retryDelay` ms, until it succeeds or the shutdown starts.
-   */
-  startupTask (name: string, task: () => unknown, options: { retryDelay?: number } = {}): this {
-    if (typeof name !== 'string' || name === '' || this.#startupTasks.has(name)) {
-      throw new FST_LIFECYCLE_INVALID_OPTION('startupTask name', 'a non-empty string not used by another start-up task', name)
-    }
-    if (typeof task !== 'function') throw new FST_LIFECYCLE_INVALID_OPTION(`startupTask '${name}'`, 'a function', task)
-    if (this.#booted) throw new FST_LIFECYCLE_STARTUP_TASK_LATE(name)
-    const retryDelay = duration(`startupTask '${name}' retryDelay`, options.retryDelay, 1000, true)
-    this.#startupTasks.set(name, { task, retryDelay })
-    this.#startupPending.add(name)
-    return this
-  }
-
-  /**
-   * Takes the instance out of rotation (`false`) or brings it back (`true`) without shutting
-   * down: readiness fails while it is false. For blue-green switches and maintenance.
-   */
-  setReady (ready: boolean): void {
-    if (typeof ready !== 'boolean') throw new FST_LIFECYCLE_INVALID_OPTION('setReady', 'a boolean', ready)
-    if (ready === this.#manualReady) return
-    this.#manualReady = ready
-    this.#log.info({ ready }, 'lifecycle: readiness set by hand')
-    this.emit('readiness', ready)
-  }
-
-  /** False after `setReady(false)`, until `setReady(true)`. */
-  get manualReady (): boolean { return this.#manualReady }
-
   /**
    * Registers a health check, run by the probes of the health plugin (readiness by default).
    * See docs/health.md for timeouts, caching and critical checks.
@@ -302,13 +169,34 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     return this
   }
 
-  /** @internal the health plugin hands its registry over once. */
-  useChecks (registry: CheckRegistry): void {
-    this.#checks = registry
+  /**
+   * A task that must succeed before the instance is `ready` (warm a cache, check migrations,
+   * wait for a dependency): tasks run in the background once Fastify is ready, so the server
+   * listens while readiness and startup probes still fail. A task that throws is logged and run
+   * again after `retryDelay` ms, until it succeeds or the shutdown starts.
+   */
+  startupTask (name: string, task: () => unknown, options?: StartupTaskOptions): this {
+    this.#startup.add(name, task, options)
+    return this
   }
 
-  /** Should this instance receive traffic now? The phase is `ready` and no one called setReady(false). */
-  isReady (): boolean { return this.#phase === 'ready' && this.#manualReady }
+  /** Start-up tasks not finished yet. */
+  get startupPending (): string[] { return this.#startup.pending }
+
+  /**
+   * Takes the instance out of rotation (`false`) or brings it back (`true`) without shutting
+   * down: readiness fails while it is false. For blue-green switches and maintenance.
+   */
+  setReady (ready: boolean): void {
+    if (typeof ready !== 'boolean') throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.setReady(): ready', 'a boolean', ready)
+    if (ready === this.#manualReady) return
+    this.#manualReady = ready
+    this.#log.info({ ready }, 'lifecycle: readiness set by hand')
+    this.emit('readiness', ready)
+  }
+
+  /** False after `setReady(false)`, until `setReady(true)`. */
+  get manualReady (): boolean { return this.#manualReady }
 
   /**
    * Starts the shutdown (`draining`, the before-close steps such as the pre-stop delay, then
@@ -316,43 +204,89 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    * same promise: one shutdown per instance.
    */
   shutdown (cause: string | ShutdownCause = 'manual'): Promise<ShutdownReport> {
+    if (typeof cause !== 'string' && (cause === null || typeof cause !== 'object' || typeof cause.cause !== 'string')) {
+      throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.shutdown(): cause', 'a string or { cause: string, error?: unknown }', cause)
+    }
     this.#shutdown ??= this.#runShutdown(typeof cause === 'string' ? { cause } : cause)
     return this.#shutdown
   }
 
   /**
-   * For plugins: work to finish during a phase, in registration order. `draining` steps run
-   * after the signal, while still serving (the pre-stop delay), only when the shutdown comes
-   * through shutdown(). `closing` steps (the drain) run once the listener is to close and
-   * before `fastify.close()`, so Fastify's own 503-while-closing never meets a request on a
-   * connection that was already accepted; a direct `fastify.close()` runs them from preClose.
+   * For plugin authors: work to finish during a phase, in registration order. `draining` steps
+   * run after the signal, while still serving (the pre-stop delay is one), only when the
+   * shutdown comes through shutdown(). `closing` steps (the drain) run once the listener is to
+   * close and before `fastify.close()`, so Fastify's own 503-while-closing never meets a request
+   * on a connection that was already accepted; a direct `fastify.close()` runs them from
+   * preClose. A step that throws is logged, counted as forced, and the shutdown goes on.
    */
   during (phase: 'draining' | 'closing', step: PhaseStep): void {
+    if (phase !== 'draining' && phase !== 'closing') {
+      throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.during(): phase', "'draining' or 'closing'", phase)
+    }
+    if (typeof step !== 'function') throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.during(): step', 'a function', step)
     this.#steps[phase].push(step)
   }
 
-  /** For plugins: the time a phase may take at most, checked against the overall deadline. */
+  /** For plugin authors: the time a phase may take at most, checked against the overall deadline when ready. */
   setBudget (name: string, ms: number): void {
+    if (typeof name !== 'string' || name === '') throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.setBudget(): name', 'a non-empty string', name)
+    if (!Number.isSafeInteger(ms) || ms < 0) throw new FST_LIFECYCLE_INVALID_ARGUMENT(`lifecycle.setBudget('${name}'): ms`, 'a non-negative integer of ms', ms)
     this.#budget[name] = ms
   }
 
-  /** For plugins: what a stage did, shown under `stages` in the report. */
-  record (stage: string, data: Record<string, unknown>): void {
-    this.#stages[stage] = Object.freeze({ ...data })
+  /** @internal what a stage did, shown under `stages` in the report. */
+  [kRecord]<K extends keyof ReportStages> (stage: K, data: NonNullable<ReportStages[K]>): void {
+    this.#report.record(stage, data)
   }
 
-  /** For plugins: a stage had to be forced; the shutdown is no longer clean. */
-  markForced (stage: string, detail: string): void {
-    this.#forced.push(`${stage}: ${detail}`)
+  /** @internal a stage had to be forced; the shutdown is no longer clean. */
+  [kMarkForced] (stage: string, detail: string): void {
+    this.#report.markForced(stage, detail)
+  }
+
+  /** @internal the drain says how to count requests in flight. */
+  [kCountInFlight] (counter: () => number): void {
+    this.#countInFlight = counter
+  }
+
+  /** @internal the drain aborts `deadlineSignal` ahead of its deadline. */
+  [kAbortDeadline] (): void {
+    this.#deadline.abort(new Error('drain deadline'))
+  }
+
+  /** @internal the health plugin hands its registry over. */
+  [kChecks] (registry: CheckRegistry): void { this.#checks = registry }
+
+  /** @internal the teardown plugin hands its registry over. */
+  [kTeardown] (registry: TeardownRegistry): void { this.#teardown = registry }
+
+  /** @internal held work and long-lived connections, writable, for the drain. */
+  get [kWork] (): WorkRegistry { return this.#work }
+
+  /**
+   * @internal each piece registers once per server, whatever the context: a second suite or
+   * graceful plugin would install a second set of signal handlers.
+   */
+  [kClaim] (piece: string, what: string): void {
+    if (this.#claimed.has(piece)) throw new FST_LIFECYCLE_ALREADY_REGISTERED(piece, what)
+    this.#claimed.add(piece)
   }
 
   /**
-   * The process is about to exit before `closed` (a second signal, the overall deadline): logs
-   * the report as it stands, synchronously, and returns it.
+   * @internal a check run when Fastify is ready, before the lifecycle enters `ready`: one that
+   * throws fails the boot and leaves the instance `starting` (probes fail).
    */
-  abandon (why: string): ShutdownReport {
-    this.markForced('lifecycle', why)
-    const report = this.#buildReport(performance.now())
+  [kReadyCheck] (check: () => void): void {
+    this.#readyChecks.push(check)
+  }
+
+  /**
+   * @internal the process is about to exit before `closed` (a second signal, the overall
+   * deadline): logs the report as it stands, synchronously, and returns it.
+   */
+  [kAbandon] (why: string): ShutdownReport {
+    this.#report.markForced('lifecycle', why)
+    const report = this.#report.build(performance.now(), this.#cause ?? { cause: 'close' }, this.#closeError)
     this.#log.error({ report, phase: this.#phase }, 'lifecycle: shutdown abandoned, exiting now')
     return report
   }
@@ -374,34 +308,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       await this.#fastify.close()
     } catch (err) {
       this.#closeError = err
-      this.markForced('close', `fastify.close() failed: ${messageOf(err)}`)
+      this.#report.markForced('close', `fastify.close() failed: ${messageOf(err)}`)
     }
     this.#enter('closed')
-    return this.#report as ShutdownReport
-  }
-
-  async #runStartupTasks (): Promise<void> {
-    const log = this.#log
-    const signal = this.#abort.signal
-    log.info({ tasks: this.startupPending }, 'lifecycle: running start-up tasks')
-    await Promise.all([...this.#startupTasks].map(async ([name, { task, retryDelay }]) => {
-      for (let attempt = 1; !signal.aborted; attempt++) {
-        try {
-          await task()
-          this.#startupPending.delete(name)
-          log.info({ task: name, attempt }, 'lifecycle: start-up task done')
-          return
-        } catch (err) {
-          log.error({ err, task: name, attempt, retryDelay }, 'lifecycle: start-up task failed, retrying')
-          const pause = deadline(retryDelay)
-          const abort = (): void => pause.clear()
-          signal.addEventListener('abort', abort, { once: true })
-          await pause.promise
-          signal.removeEventListener('abort', abort)
-        }
-      }
-    }))
-    if (this.#startupPending.size === 0 && this.#phase === 'starting') this.#enter('ready')
+    return this.#final as ShutdownReport
   }
 
   async #runSteps (phase: 'draining' | 'closing'): Promise<void> {
@@ -410,7 +320,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
         await step()
       } catch (err) {
         this.#log.error({ err, phase }, 'lifecycle: a shutdown step failed, moving on')
-        this.markForced(phase, `a step failed: ${messageOf(err)}`)
+        this.#report.markForced(phase, `a step failed: ${messageOf(err)}`)
       }
     }
   }
@@ -421,24 +331,33 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     return this.#closingSteps
   }
 
+  async #startUp (): Promise<void> {
+    if (await this.#startup.run(this.#abort.signal, this.#log)) this.#enter('ready')
+  }
+
   /**
-   * Adds the hooks that move the phases when the shutdown does not come through shutdown():
-   * `ready` when Fastify is ready, `draining` then `closing` when `close()` starts, `closed`
-   * when its onClose hooks are done.
+   * @internal called once, by useLifecycle(): the hooks that move the phases when the
+   * shutdown does not come through shutdown(): `ready` when Fastify is ready and every ready
+   * check passed, `draining` then `closing` when `close()` starts, `closed` when its onClose
+   * hooks are done.
    */
-  /** @internal called once by useLifecycle(). */
   install (fastify: FastifyInstance): void {
     const lifecycle = this
     fastify.addHook('onReady', async function lifecycleReady () {
       lifecycle.#booted = true
       if (lifecycle.#phase !== 'starting') {
         (lifecycle.#onBooted as () => void)()
-      } else if (lifecycle.#startupTasks.size === 0) {
+        return
+      }
+      // A check that throws fails the boot here, before anything could call this instance ready.
+      for (const check of lifecycle.#readyChecks) check()
+      lifecycle.#startup.close()
+      if (lifecycle.#startup.size === 0) {
         lifecycle.#enter('ready')
       } else {
         // In the background: the server listens meanwhile, and its probes say `starting`.
         // Never rejects: each task's failure is caught, logged and retried.
-        lifecycle.#runStartupTasks()
+        lifecycle.#startUp()
       }
     })
     fastify.addHook('preClose', async function lifecycleClosing () {
@@ -459,54 +378,51 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     if (ORDER[phase] <= ORDER[previous]) return
     const now = performance.now()
     if (phase === 'draining') {
-      this.#startedAt = now
+      this.#report.start(now)
     } else if (phase === 'ready') {
       this.#everReady = true
     }
     this.#phase = phase
-    if (ORDER[phase] >= ORDER.draining) {
-      this.#timings.push({ phase: phase as PhaseTiming['phase'], atMs: roundMs(now - this.#startedAt), inFlight: this.inFlight })
-    }
-    this.#log.info({ phase, previous, inFlight: this.inFlight }, 'lifecycle: phase changed')
+    const inFlight = this.inFlight
+    if (phase !== 'ready' && phase !== 'starting') this.#report.phase(phase, now, inFlight)
+    this.#log.info({ phase, previous, inFlight }, 'lifecycle: phase changed')
     if (phase === 'draining') this.#abort.abort(new Error(`shutting down (${this.#cause?.cause ?? 'close'})`))
     this.emit('phase', phase, previous)
     if (phase === 'closed') {
-      const report = this.#buildReport(now)
-      this.#report = report
+      const report = this.#report.build(now, this.#cause ?? { cause: 'close' }, this.#closeError)
+      this.#final = report
       this.#log[report.clean ? 'info' : 'warn']({ report }, 'lifecycle: shutdown report')
       this.emit('closed', report)
     } else {
       this.emit(phase as 'ready' | 'draining' | 'closing')
     }
   }
-
-  #buildReport (now: number): ShutdownReport {
-    const cause = this.#cause ?? { cause: 'close' }
-    const error = cause.error ?? this.#closeError
-    const clean = this.#forced.length === 0 && error === undefined
-    const phases = this.#timings.map((timing, i, all) => ({
-      ...timing,
-      durationMs: roundMs((all[i + 1]?.atMs ?? roundMs(now - this.#startedAt)) - timing.atMs)
-    }))
-    const report: ShutdownReport = {
-      cause: cause.cause,
-      clean,
-      exitCode: clean ? 0 : 1,
-      totalMs: roundMs(now - this.#startedAt),
-      phases,
-      forced: [...this.#forced],
-      stages: { ...this.#stages }
-    }
-    if (error !== undefined) report.error = messageOf(error)
-    return report
-  }
 }
 
-/** The instance's lifecycle, created and hooked in on first use by any fastify-lifecycle plugin. */
+interface ServerWithLifecycle { [kLifecycle]?: Lifecycle }
+
+/**
+ * The server's lifecycle, created and hooked in on first use by any fastify-lifecycle plugin.
+ * It is keyed on the server object, not on the plugin context: pieces registered in sibling
+ * `register()` contexts share one lifecycle, one budget and one report. Each context that asks
+ * for it gets the `fastify.lifecycle` decorator, pointing at that one lifecycle.
+ */
 export function useLifecycle (fastify: FastifyInstance): Lifecycle {
-  if (fastify.hasDecorator('lifecycle')) return fastify.lifecycle
-  const lifecycle = new Lifecycle(fastify)
-  fastify.decorate('lifecycle', lifecycle)
-  lifecycle.install(fastify)
+  const server = fastify.server as unknown as ServerWithLifecycle
+  let lifecycle = server[kLifecycle]
+  if (lifecycle === undefined) {
+    lifecycle = new Lifecycle(fastify)
+    server[kLifecycle] = lifecycle
+    lifecycle.install(fastify)
+  }
+  if (!fastify.hasDecorator('lifecycle')) {
+    try {
+      fastify.decorate('lifecycle', lifecycle)
+    } catch (err) {
+      // Asked for from a context that has already started (a route handler, after ready): the
+      // lifecycle is the server's all the same; only this context's decorator cannot be added.
+      if ((err as { code?: string }).code !== 'FST_ERR_DEC_AFTER_START') throw err
+    }
+  }
   return lifecycle
 }

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import {
+  FST_LIFECYCLE_INVALID_ARGUMENT,
   FST_LIFECYCLE_INVALID_OPTION,
   FST_LIFECYCLE_TEARDOWN_CYCLE,
   FST_LIFECYCLE_TEARDOWN_DUPLICATE_NAME,
@@ -8,7 +9,7 @@ import {
   FST_LIFECYCLE_TEARDOWN_STARTED,
   FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY
 } from './errors.js'
-import { checkKnownKeys, duration, plainObject } from './options.js'
+import { checkKnownKeys, duration, keysOf, plainObject } from './options.js'
 import { deadline, messageOf, roundMs, settleWithin } from './timers.js'
 
 /** A function that closes something; may return a promise. */
@@ -41,7 +42,7 @@ export interface TeardownResult {
   /** When its close started, in ms after the teardown started (absent when skipped). */
   startedAtMs?: number
   durationMs?: number
-  /** The error's message, when it failed. */
+  /** The error's message, when it failed; why, when it was skipped before the deadline. */
   error?: string
 }
 
@@ -58,7 +59,7 @@ interface Entry {
 
 const CLOSE_METHODS = ['end', 'quit', 'close', 'disconnect', 'destroy'] as const
 const FORCE_METHODS = ['destroy', 'disconnect'] as const
-const RESOURCE_OPTIONS = ['timeout', 'after']
+const RESOURCE_OPTIONS = keysOf<TeardownResourceOptions>()({ timeout: true, after: true })
 
 /**
  * The close method, in the documented order `end`, `quit`, `close`, `disconnect`, `destroy`;
@@ -79,6 +80,8 @@ function describe (value: unknown): string {
 /** Every resource registered with `lifecycle.teardown()`, and the code that closes them in order. */
 export class TeardownRegistry {
   readonly #entries = new Map<string, Entry>()
+  /** Latest registered first: the order resources start closing in, when `after` allows. */
+  #order: Entry[] | undefined
   #defaultTimeout: number
   #checkOnAdd = false
   #started = false
@@ -89,7 +92,7 @@ export class TeardownRegistry {
 
   add (name: string, resource: Closable | CloseFunction, options: TeardownResourceOptions = {}): void {
     if (typeof name !== 'string' || name === '') {
-      throw new FST_LIFECYCLE_INVALID_OPTION('teardown name', 'a non-empty string', name)
+      throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.teardown(): name', 'a non-empty string', name)
     }
     if (this.#started) throw new FST_LIFECYCLE_TEARDOWN_STARTED(name)
     if (this.#entries.has(name)) throw new FST_LIFECYCLE_TEARDOWN_DUPLICATE_NAME(name)
@@ -119,6 +122,7 @@ export class TeardownRegistry {
       }
     }
     this.#entries.set(name, entry)
+    this.#order = undefined
     // Registered once the app is ready: check now, there is no later moment.
     if (this.#checkOnAdd) {
       try {
@@ -135,9 +139,13 @@ export class TeardownRegistry {
     return [...this.#entries.keys()]
   }
 
-  /** Every `after` names a registered resource and the order has no cycle. Checked when the app is ready. */
+  /**
+   * Every `after` names a registered resource and the order has no cycle. Checked when the app
+   * is ready, which also computes the closing order once.
+   */
   check (): void {
     this.#checkOnAdd = true
+    this.#order = [...this.#entries.values()].sort((a, b) => b.index - a.index)
     for (const entry of this.#entries.values()) {
       for (const dep of entry.after) {
         if (!this.#entries.has(dep)) throw new FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY(entry.name, dep)
@@ -168,16 +176,24 @@ export class TeardownRegistry {
     const origin = performance.now()
     const since = (): number => roundMs(performance.now() - origin)
     const results: TeardownResult[] = []
-    const pending = new Set(this.#entries.values())
+    // Computed at ready; computed here when the boot failed before (or close() came first).
+    this.#order ??= [...this.#entries.values()].sort((a, b) => b.index - a.index)
+    const pending = new Set(this.#order)
     const done = new Set<string>()
     const running = new Map<Entry, { startedAtMs: number, finished: Promise<void> }>()
     const overall = deadline(options.timeout)
     const limit = options.parallel ? Number.POSITIVE_INFINITY : 1
 
     while (pending.size > 0 || running.size > 0) {
-      const startable = [...pending]
-        .filter((entry) => entry.after.every((dep) => done.has(dep)))
-        .sort((a, b) => b.index - a.index)
+      const startable = [...pending].filter((entry) => entry.after.every((dep) => done.has(dep)))
+      if (startable.length === 0 && running.size === 0) {
+        // Only resources whose `after` can never be met are left (an unknown name, a cycle: the
+        // boot failed on them): nothing will ever let them start, so skip them now.
+        const skipped = [...pending].map((entry) => entry.name)
+        log.warn({ skipped }, 'teardown: resources whose `after` can never be met were skipped')
+        for (const entry of pending) results.push({ name: entry.name, method: entry.method, outcome: 'skipped', error: `its after (${entry.after.join(', ')}) can never be met` })
+        break
+      }
       for (const entry of startable.slice(0, limit - running.size)) {
         pending.delete(entry)
         const startedAtMs = since()

@@ -1,16 +1,66 @@
 import { once } from 'node:events'
 import type { Server } from 'node:http'
-import { Server as NetServer, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import type { Http2ServerRequest, Http2Session } from 'node:http2'
 import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
-import { useLifecycle, type InFlightResponse, type TrackedLongLived } from '../lib/lifecycle.js'
-import { resolveDrainOptions, type DrainOptions } from '../lib/options.js'
-import { requestGate, type RawRequest } from '../lib/server.js'
+import { FST_LIFECYCLE_DRAIN_EXCEEDS_PLUGIN_TIMEOUT, FST_LIFECYCLE_INVALID_OPTION } from '../lib/errors.js'
+import { useLifecycle, type TrackedLongLived } from '../lib/lifecycle.js'
+import { closeIdleSockets, closeListener, isEventStream, observeRequests, responseOn, type RawRequest, type RawResponse } from '../lib/node-internals.js'
+import { alreadyResolved, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
+import { kAbortDeadline, kClaim, kCountInFlight, kMarkForced, kRecord, kWork } from '../lib/symbols.js'
 import { deadline } from '../lib/timers.js'
 
-export type { DrainOptions }
+export interface DrainOptions {
+  /**
+   * Longest wait for in-flight requests once the listener closes, in ms. Requests still
+   * running then are cut, and the shutdown counts as forced. @default 5000
+   */
+  timeout?: number
+  /**
+   * When long-lived connections (WebSockets, SSE streams) are told to go: `'draining'`, at the
+   * signal, or `'closing'`, at the end of the pre-stop delay. @default 'draining'
+   */
+  notifyAt?: 'draining' | 'closing'
+  /** The `retry:` hint, in ms, sent with the final event of an SSE stream. @default 1000 */
+  sseRetry?: number
+  /**
+   * How long before the deadline `lifecycle.deadlineSignal` is aborted, in ms, so handlers
+   * doing long work can answer before they are cut. @default a tenth of timeout, at most 1000
+   */
+  abortBefore?: number
+}
+
+export interface ResolvedDrainOptions {
+  readonly timeout: number
+  readonly notifyAt: 'draining' | 'closing'
+  readonly sseRetry: number
+  readonly abortBefore: number
+}
+
+const KEYS = keysOf<DrainOptions>()({ timeout: true, notifyAt: true, sseRetry: true, abortBefore: true })
+
+/**
+ * Checks the options once, at registration; `prefix` names them inside the suite's options.
+ * `pluginTimeout` is Fastify's (from `fastify.initialConfig`); 0 means preClose is never cut.
+ */
+export function resolveDrainOptions (pluginTimeout: number, input?: DrainOptions, prefix = ''): ResolvedDrainOptions {
+  const options = optionsObject<DrainOptions>(input, prefix, KEYS)
+  const timeout = duration(prefix + 'timeout', options.timeout, 5000)
+  if (pluginTimeout > 0 && timeout >= pluginTimeout) {
+    throw new FST_LIFECYCLE_DRAIN_EXCEEDS_PLUGIN_TIMEOUT(timeout, pluginTimeout)
+  }
+  const notifyAt = options.notifyAt ?? 'draining'
+  if (notifyAt !== 'draining' && notifyAt !== 'closing') {
+    throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'notifyAt', "'draining' or 'closing'", notifyAt)
+  }
+  const abortBefore = duration(prefix + 'abortBefore', options.abortBefore, Math.min(1000, Math.floor(timeout / 10)))
+  if (abortBefore > timeout) {
+    throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'abortBefore', `at most ${prefix}timeout (${timeout}ms)`, abortBefore)
+  }
+  return resolved({ timeout, notifyAt, sseRetry: duration(prefix + 'sseRetry', options.sseRetry, 1000), abortBefore })
+}
 
 /** What the drain needs of a WebSocket of the `ws` package, as @fastify/websocket hands it out. */
 interface WebSocketLike {
@@ -18,9 +68,6 @@ interface WebSocketLike {
   terminate: () => void
   once: (event: 'close', listener: () => void) => unknown
 }
-
-/** An HTTP/1 socket, with the response Node is writing on it (null between requests). */
-type HttpSocket = Socket & { _httpMessage?: InFlightResponse | null }
 
 /**
  * While the service is ready the drain does no work per request: it keeps a set of the
@@ -32,28 +79,32 @@ type HttpSocket = Socket & { _httpMessage?: InFlightResponse | null }
  * response ends, and waits for requests, held work and long-lived connections until the
  * deadline, when it cuts what is left. The lifecycle runs this before `fastify.close()` (or
  * from preClose when close() is called directly, which is why the deadline must fit in
- * pluginTimeout).
+ * pluginTimeout). What it needs of Node beyond its public API is in lib/node-internals.ts.
  */
 const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, options) {
-  const config = resolveDrainOptions(fastify.initialConfig.pluginTimeout as number, options)
+  const config = alreadyResolved<ResolvedDrainOptions>(options) ??
+    resolveDrainOptions(fastify.initialConfig.pluginTimeout as number, options)
   const lifecycle = useLifecycle(fastify)
+  lifecycle[kClaim]('fastify-lifecycle-drain', 'drains')
+  const work = lifecycle[kWork]
   const log = fastify.log.child({ plugin: 'drain' })
   const server = fastify.server as Server
   // HTTP/2 servers have sessions, not keep-alive sockets: nothing to sweep or force there.
   const http1 = typeof server.closeIdleConnections === 'function'
   /** Responses in flight, tracked from the start of the shutdown on (HTTP/2: always). */
-  const requests = new Set<InFlightResponse>()
-  const sockets = new Set<HttpSocket>()
+  const requests = new Set<RawResponse>()
+  const sockets = new Set<Socket>()
   const sessions = new Set<Http2Session>()
-  const sseResponses = new WeakSet<InFlightResponse>()
+  const sseResponses = new WeakSet<RawResponse>()
   const counts = { notified: 0, closed: 0, cut: 0 }
   let tracking = false
   let noticeGiven = false
   let sweeping = false
   let sweepScheduled = false
+  let stopObserving = (): void => {}
 
   lifecycle.setBudget('drain', config.timeout)
-  lifecycle.countInFlightWith(function countInFlight () {
+  lifecycle[kCountInFlight](function countInFlight () {
     if (tracking || !http1) return requests.size
     // Before the shutdown, the sockets say it: Node attaches each response to its socket
     // until the response has been written out.
@@ -62,41 +113,37 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     return count
   })
 
-  function untrack (this: InFlightResponse): void {
+  function untrack (this: RawResponse): void {
     requests.delete(this)
     // Its socket may now be an idle keep-alive socket that nothing else would close.
     if (sweeping && http1) scheduleSweep()
   }
 
-  function track (response: InFlightResponse): void {
+  function track (request: RawRequest, response: RawResponse): void {
     requests.add(response)
     // 'close' comes once: no once() wrapper to allocate.
     response.on('close', untrack)
-  }
-
-  /** Observed before Fastify's handler runs, so even a sync route's headers are not out yet. */
-  function trackRequest (request: RawRequest, response: InFlightResponse): void {
-    track(response)
     if (tracking) closeAfterResponse(request, response)
   }
 
   if (http1) {
     // TLS servers hand requests the TLS socket, announced by 'secureConnection'.
     const event = typeof (server as { addContext?: unknown }).addContext === 'function' ? 'secureConnection' : 'connection'
-    server.on(event, function trackSocket (socket: HttpSocket) {
+    server.on(event, function trackSocket (socket: Socket) {
       sockets.add(socket)
       socket.on('close', forgetSocket)
     })
   } else {
-    // Streams have no socket of their own: HTTP/2 requests are tracked one by one, always.
-    requestGate(server).observe(trackRequest)
-    fastify.server.on('session', function trackSession (session: Http2Session) {
+    // Streams have no socket of their own and are not published on the diagnostics channel:
+    // HTTP/2 requests are tracked one by one, always, ahead of Fastify's handler.
+    server.prependListener('request', track)
+    server.on('session', function trackSession (session: Http2Session) {
       sessions.add(session)
       session.once('close', () => sessions.delete(session))
     })
   }
 
-  function forgetSocket (this: HttpSocket): void {
+  function forgetSocket (this: Socket): void {
     sockets.delete(this)
   }
 
@@ -106,27 +153,9 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     setImmediate(sweepIdle)
   }
 
-  /**
-   * Closes the sockets that are between requests. Node's parser knows which those are (no
-   * byte of a new request has arrived), and server.closeIdleConnections() asks it; but that
-   * also destroys a socket whose response has ended and is still flushing to a slow client,
-   * truncating the response. Those sockets are held back for the call: they are swept again
-   * when their response closes.
-   */
   function sweepIdle (): void {
     sweepScheduled = false
-    const flushing: HttpSocket[] = []
-    for (const socket of sockets) {
-      if (socket._httpMessage != null) {
-        socket.destroy = keepOpen
-        flushing.push(socket)
-      }
-    }
-    try {
-      server.closeIdleConnections()
-    } finally {
-      for (const socket of flushing) delete (socket as Partial<HttpSocket>).destroy
-    }
+    closeIdleSockets(server, sockets)
   }
 
   function notify (connection: TrackedLongLived): void {
@@ -144,12 +173,12 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   function notifyLongLived (): void {
     noticeGiven = true
     for (const response of requests) {
-      if (!sseResponses.has(response) && isEventStream(response)) trackEventStream(response)
+      if (!sseResponses.has(response) && isEventStream(response.req, response)) trackEventStream(response)
     }
-    for (const connection of lifecycle.longLivedConnections) notify(connection)
+    for (const connection of work.connections) notify(connection)
   }
 
-  function trackEventStream (response: InFlightResponse): void {
+  function trackEventStream (response: RawResponse): void {
     sseResponses.add(response)
     const handle = lifecycle.longLived({
       kind: 'sse',
@@ -175,17 +204,16 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     tracking = true
     for (const socket of sockets) {
       const response = responseOn(socket)
-      if (response !== undefined) {
-        track(response)
-        closeAfterResponse(response.req, response)
-      }
+      if (response !== undefined) track(response.req, response)
     }
-    if (http1) requestGate(server).observe(trackRequest)
+    if (http1) stopObserving = observeRequests(server, track)
     // GOAWAY, to every session, those with streams in flight included: open streams finish,
     // new ones go to another connection.
     for (const session of sessions) session.close()
     if (config.notifyAt === 'draining') notifyLongLived()
   })
+
+  lifecycle.once('closed', function stopDraining () { stopObserving() })
 
   fastify.addHook('onReady', async function trackWebSockets () {
     if (!fastify.hasDecorator('websocketServer')) return
@@ -207,78 +235,52 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     // Streams opened during the pre-stop delay, or a notice set for now.
     notifyLongLived()
     const closed = once(server, 'close')
-    // No new connections from here. net's close, not http's: the latter would also close
-    // connections still flushing a response (see sweepIdle).
-    NetServer.prototype.close.call(server)
+    // No new connections from here; open ones stay (see lib/node-internals.ts).
+    closeListener(server)
     if (http1) sweepIdle()
     const heldAtClose = lifecycle.held
-    const longLivedAtClose = lifecycle.longLivedConnections.size
+    const longLivedAtClose = work.connections.size
     log.info({ inFlight: inFlightAtClose, held: heldAtClose, longLived: longLivedAtClose, timeout: config.timeout }, 'drain: listener closed, waiting for in-flight requests')
-    const abortTimer = setTimeout(() => { lifecycle.abortDeadline() }, config.timeout - config.abortBefore)
+    const abortTimer = setTimeout(() => { lifecycle[kAbortDeadline]() }, config.timeout - config.abortBefore)
     const timer = deadline(config.timeout)
-    const outcome = await Promise.race([Promise.all([closed, lifecycle.idle()]), timer.promise])
+    const outcome = await Promise.race([Promise.all([closed, work.idle()]), timer.promise])
     clearTimeout(abortTimer)
     timer.clear()
+    const deadlineReached = outcome === timer.expired
     let cut = 0
     let heldCut: string[] = []
-    if (outcome === timer.expired) {
-      const longLived = [...lifecycle.longLivedConnections]
+    if (deadlineReached) {
+      const longLived = [...work.connections]
       counts.cut = longLived.length
       cut = [...requests].filter((response) => !sseResponses.has(response)).length
       heldCut = lifecycle.held
       log.warn({ cut, longLivedCut: counts.cut, heldCut, timeout: config.timeout }, 'drain: deadline reached, cut in-flight requests')
-      lifecycle.abortDeadline()
+      lifecycle[kAbortDeadline]()
       for (const connection of longLived) connection.destroy()
-      lifecycle.longLivedConnections.clear()
+      work.forgetConnections()
       for (const socket of sockets) socket.destroy()
       for (const session of sessions) session.destroy()
       // What was cut is no longer in flight, whenever its close event comes.
       requests.clear()
-      if (cut > 0) lifecycle.markForced('drain', `${cut} request(s) cut at the ${config.timeout}ms deadline`)
-      if (counts.cut > 0) lifecycle.markForced('drain', `${counts.cut} long-lived connection(s) cut at the ${config.timeout}ms deadline`)
-      if (heldCut.length > 0) lifecycle.markForced('drain', `held work still running at the ${config.timeout}ms deadline: ${heldCut.join(', ')}`)
+      if (cut > 0) lifecycle[kMarkForced]('drain', `${cut} request(s) cut at the ${config.timeout}ms deadline`)
+      if (counts.cut > 0) lifecycle[kMarkForced]('drain', `${counts.cut} long-lived connection(s) cut at the ${config.timeout}ms deadline`)
+      if (heldCut.length > 0) lifecycle[kMarkForced]('drain', `held work still running at the ${config.timeout}ms deadline: ${heldCut.join(', ')}`)
     }
     counts.closed = counts.notified - counts.cut
     const durationMs = Math.round(performance.now() - started)
-    lifecycle.record('drain', { inFlightAtClose, heldAtClose, cut, heldCut, longLived: { ...counts }, timeout: config.timeout, durationMs })
-    log.info({ cut, heldCut, longLived: counts, durationMs }, 'drain: done')
+    lifecycle[kRecord]('drain', { inFlightAtClose, heldAtClose, cut, heldCut, longLived: { ...counts }, timeout: config.timeout, durationMs, deadlineReached })
+    log.info({ cut, heldCut, longLived: counts, durationMs, deadlineReached }, 'drain: done')
   })
 }
 
 /** HTTP/1: asks the client to close after this response. HTTP/2: GOAWAY after this stream. */
-function closeAfterResponse (request: RawRequest, response: InFlightResponse): void {
+function closeAfterResponse (request: RawRequest, response: RawResponse): void {
   if (request.httpVersionMajor === 2) {
     // A stream still in flight always belongs to its session.
     (request as Http2ServerRequest).stream.session!.close()
   } else if (!response.headersSent) {
     response.setHeader('connection', 'close')
   }
-}
-
-/**
- * Whether a response is an event stream. Fastify writes headers with writeHead(status, obj),
- * which getHeader() does not see afterwards: the header block Node sent is the reliable source.
- */
-function isEventStream (response: InFlightResponse): boolean {
-  if (!response.headersSent) return false
-  const sent = (response as { _header?: unknown })._header
-  const type = typeof sent === 'string' ? sent : String(response.getHeader('content-type'))
-  return /content-type:\s*text\/event-stream|^text\/event-stream/im.test(type)
-}
-
-/**
- * The response in flight on an HTTP/1 socket, if any. @fastify/websocket attaches a response
- * of its own to an upgraded socket: that connection is long-lived, tracked as such, not a
- * request in flight.
- */
-function responseOn (socket: HttpSocket): InFlightResponse | undefined {
-  const response = socket._httpMessage
-  return response != null && (response.req as { upgrade?: boolean }).upgrade !== true ? response : undefined
-}
-
-/** Stands in for destroy() on a socket that must survive closeIdleConnections(). */
-function keepOpen (this: Socket): Socket {
-  return this
 }
 
 function ignoreWriteAfterEnd (err: NodeJS.ErrnoException): void {

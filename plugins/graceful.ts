@@ -1,11 +1,69 @@
 import closeWithGrace from 'close-with-grace'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
-import { FST_LIFECYCLE_SHUTDOWN_FORCED } from '../lib/errors.js'
+import { FST_LIFECYCLE_BUDGET_EXCEEDED, FST_LIFECYCLE_INVALID_OPTION, FST_LIFECYCLE_SHUTDOWN_FORCED, FST_LIFECYCLE_UNKNOWN_SIGNAL } from '../lib/errors.js'
 import { useLifecycle } from '../lib/lifecycle.js'
-import { checkBudget, HANDLED_SIGNALS, resolveGracefulOptions, type GracefulOptions } from '../lib/options.js'
+import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
+import { kAbandon, kClaim, kReadyCheck } from '../lib/symbols.js'
 
-export type { GracefulOptions }
+/** Signals the graceful plugin can own. Fault signals (SIGSEGV, SIGILL, …) are left to Node. */
+export const HANDLED_SIGNALS = Object.freeze(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'] as const)
+export type HandledSignal = typeof HANDLED_SIGNALS[number]
+
+export interface GracefulOptions {
+  /** Signals that start a graceful shutdown; a second one forces exit. @default ['SIGTERM', 'SIGINT'] */
+  signals?: readonly HandledSignal[]
+  /**
+   * Overall deadline for the whole shutdown, from the first signal to exit, in ms. When it
+   * passes, the process exits with code 1 whatever is still running. Keep it below
+   * Kubernetes' `terminationGracePeriodSeconds`. @default 25000
+   */
+  timeout?: number
+  /** Shut down gracefully (exit code 1) on an uncaught exception or unhandled rejection. @default true */
+  handleErrors?: boolean
+}
+
+export interface ResolvedGracefulOptions {
+  readonly signals: readonly HandledSignal[]
+  readonly timeout: number
+  readonly handleErrors: boolean
+}
+
+const KEYS = keysOf<GracefulOptions>()({ signals: true, timeout: true, handleErrors: true })
+
+/** Checks the options once, at registration; `prefix` names them inside the suite's options. */
+export function resolveGracefulOptions (input?: GracefulOptions, prefix = ''): ResolvedGracefulOptions {
+  const options = optionsObject<GracefulOptions>(input, prefix, KEYS)
+  const signals = options.signals ?? ['SIGTERM', 'SIGINT']
+  if (!Array.isArray(signals) || signals.length === 0) {
+    throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'signals', 'a non-empty array of signal names', signals)
+  }
+  for (const signal of signals) {
+    if (!HANDLED_SIGNALS.includes(signal)) {
+      throw new FST_LIFECYCLE_UNKNOWN_SIGNAL(prefix + 'signals', signal, HANDLED_SIGNALS.join(', '))
+    }
+  }
+  const handleErrors = bool(prefix + 'handleErrors', options.handleErrors, true)
+  return resolved({
+    signals: Object.freeze([...new Set(signals)]),
+    timeout: duration(prefix + 'timeout', options.timeout, 25_000, true),
+    handleErrors
+  })
+}
+
+/**
+ * Checks that the phases registered fit in the overall deadline, with room left for the
+ * process to exit. Run when the app is ready, so plugin order does not matter.
+ */
+function checkBudget (budget: Readonly<Record<string, number>>, deadline: number): void {
+  const parts = Object.entries(budget)
+  if (parts.length === 0) return
+  const total = parts.reduce((sum, [, ms]) => sum + ms, 0)
+  if (total >= deadline) {
+    const terms = parts.map(([name, ms]) => `${name} ${ms}ms`).join(' + ')
+    throw new FST_LIFECYCLE_BUDGET_EXCEEDED(terms, total, deadline)
+  }
+}
 
 /**
  * Owns the process signals through close-with-grace: the first signal (or an uncaught error)
@@ -13,8 +71,9 @@ export type { GracefulOptions }
  * everything. Exits 0 after a clean shutdown, 1 when a stage was forced or an error caused it.
  */
 const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (fastify, options) {
-  const config = resolveGracefulOptions(options)
+  const config = alreadyResolved<ResolvedGracefulOptions>(options) ?? resolveGracefulOptions(options)
   const lifecycle = useLifecycle(fastify)
+  lifecycle[kClaim]('fastify-lifecycle-graceful', 'signal handlers')
   const log = fastify.log.child({ plugin: 'graceful' })
 
   const skip: closeWithGrace.AllEvents[] = ['beforeExit', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGSEGV']
@@ -27,14 +86,14 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
     // Every exit is explained by this plugin's own log lines.
     logger: false,
     onSecondSignal (signal) {
-      lifecycle.abandon(`second ${signal} received`)
+      lifecycle[kAbandon](`second ${signal} received`)
     },
     onSecondError (err) {
       log.error({ err }, 'graceful: another uncaught error during the shutdown')
-      lifecycle.abandon('second uncaught error')
+      lifecycle[kAbandon]('second uncaught error')
     },
     onTimeout (delay) {
-      lifecycle.abandon(`overall deadline of ${delay}ms reached`)
+      lifecycle[kAbandon](`overall deadline of ${delay}ms reached`)
     }
   }, async function shutdownGracefully ({ signal, err }) {
     if (err !== undefined) {
@@ -48,9 +107,7 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
     if (report.forced.length > 0) throw new FST_LIFECYCLE_SHUTDOWN_FORCED(report.forced.join('; '))
   })
 
-  fastify.addHook('onReady', async function checkShutdownBudget () {
-    checkBudget(lifecycle.budget, config.timeout)
-  })
+  lifecycle[kReadyCheck](function checkShutdownBudget () { checkBudget(lifecycle.budget, config.timeout) })
 
   fastify.addHook('onClose', async function removeSignalHandlers () {
     handlers.uninstall()

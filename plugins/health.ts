@@ -2,14 +2,143 @@ import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync } from 'fastify'
-import { FST_LIFECYCLE_HEALTH_ROUTE_CONFLICT } from '../lib/errors.js'
-import { CheckRegistry, type CheckResult, type ProbeKind } from '../lib/health.js'
+import { FST_LIFECYCLE_HEALTH_PATH_CONFLICT, FST_LIFECYCLE_HEALTH_ROUTE_CONFLICT, FST_LIFECYCLE_INVALID_OPTION } from '../lib/errors.js'
+import { CheckRegistry, type CheckFunction, type CheckOptions, type CheckResult, type ProbeKind } from '../lib/health.js'
 import { useLifecycle, type Lifecycle } from '../lib/lifecycle.js'
-import { resolveHealthOptions, type HealthOptions, type ResolvedHealthOptions } from '../lib/options.js'
-import { requestGate, type RawRequest, type RawResponse } from '../lib/server.js'
+import { interceptRequests, type RawRequest, type RawResponse } from '../lib/node-internals.js'
+import { alreadyResolved, bool, checkKnownKeys, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
+import { kChecks, kClaim, kReadyCheck } from '../lib/symbols.js'
 
-export type { HealthOptions }
 export type { CheckFunction, CheckOptions, CheckResult, ProbeKind } from '../lib/health.js'
+
+/** A check given through the health plugin's options. */
+export interface HealthCheckOption extends CheckOptions {
+  name: string
+  check: CheckFunction
+}
+
+export type ProbeLogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
+
+/** How the probes use @fastify/under-pressure, when it is registered. */
+export interface UnderPressureOptions {
+  /** Fail readiness while under-pressure reports pressure. @default true */
+  readiness?: boolean
+  /** Fail liveness while the measured event loop delay is over this many ms. @default 1000 */
+  maxEventLoopDelay?: number
+}
+
+export interface HealthOptions {
+  /** Path of the liveness probe; `false` for none. @default '/livez' */
+  livenessPath?: string | false
+  /** Path of the readiness probe; `false` for none. @default '/readyz' */
+  readinessPath?: string | false
+  /** Path of the startup probe; `false` for none. @default '/startupz' */
+  startupPath?: string | false
+  /** Checks to register, as with `fastify.lifecycle.check(name, check, options)`. @default [] */
+  checks?: readonly HealthCheckOption[]
+  /** Show why a check failed (error messages may name hosts) in probe answers; it is always logged. @default false */
+  exposeFailureDetails?: boolean
+  /** Level of the line logged for each probe answered. @default 'debug' */
+  logLevel?: ProbeLogLevel
+  /** Serve the probes on a listener of their own, on this port (0: any free port), instead of the service's. */
+  port?: number
+  /** Address of the probe listener, with `port`. @default '0.0.0.0' */
+  host?: string
+  /**
+   * With @fastify/under-pressure registered: `readiness` fails readiness while it reports
+   * pressure; liveness fails while its measured event loop delay is over `maxEventLoopDelay` ms.
+   * `false` ignores it. @default { readiness: true, maxEventLoopDelay: 1000 }
+   */
+  underPressure?: UnderPressureOptions | false
+}
+
+export interface ResolvedHealthOptions {
+  readonly paths: Readonly<Record<ProbeKind, string | false>>
+  readonly checks: readonly HealthCheckOption[]
+  readonly exposeFailureDetails: boolean
+  readonly logLevel: ProbeLogLevel
+  readonly port: number | undefined
+  readonly host: string
+  readonly underPressure: { readonly enabled: boolean, readonly readiness: boolean, readonly maxEventLoopDelay: number }
+}
+
+const KEYS = keysOf<HealthOptions>()({
+  livenessPath: true,
+  readinessPath: true,
+  startupPath: true,
+  checks: true,
+  exposeFailureDetails: true,
+  logLevel: true,
+  port: true,
+  host: true,
+  underPressure: true
+})
+const PRESSURE_KEYS = keysOf<UnderPressureOptions>()({ readiness: true, maxEventLoopDelay: true })
+const LOG_LEVELS: readonly ProbeLogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
+
+function probePath (name: string, value: unknown, fallback: string): string | false {
+  if (value === undefined) return fallback
+  if (value === false) return false
+  if (typeof value !== 'string' || !/^\/[^?#\s]*[^/?#\s]$/.test(value)) {
+    throw new FST_LIFECYCLE_INVALID_OPTION(name, "a path like '/readyz' (starting with /, no query, no trailing slash) or false", value)
+  }
+  return value
+}
+
+/** Checks the options once, at registration; `prefix` names them inside the suite's options. */
+export function resolveHealthOptions (input?: HealthOptions, prefix = ''): ResolvedHealthOptions {
+  const options = optionsObject<HealthOptions>(input, prefix, KEYS)
+  const paths = {
+    liveness: probePath(prefix + 'livenessPath', options.livenessPath, '/livez'),
+    readiness: probePath(prefix + 'readinessPath', options.readinessPath, '/readyz'),
+    startup: probePath(prefix + 'startupPath', options.startupPath, '/startupz')
+  }
+  const kinds = Object.keys(paths) as ProbeKind[]
+  for (let i = 0; i < kinds.length; i++) {
+    for (let j = i + 1; j < kinds.length; j++) {
+      const a = paths[kinds[i]]
+      const b = paths[kinds[j]]
+      // One probe's path must not be the other's, nor a prefix of it: /readyz/<check> is a check.
+      if (a !== false && b !== false && (a === b || b.startsWith(a + '/') || a.startsWith(b + '/'))) {
+        throw new FST_LIFECYCLE_HEALTH_PATH_CONFLICT(kinds[i], kinds[j], a.length <= b.length ? a : b)
+      }
+    }
+  }
+  const checks = options.checks ?? []
+  if (!Array.isArray(checks) || checks.some((c) => c === null || typeof c !== 'object')) {
+    throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'checks', 'an array of { name, check, ...options }', checks)
+  }
+  const logLevel = options.logLevel ?? 'debug'
+  if (!LOG_LEVELS.includes(logLevel)) throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'logLevel', `one of ${LOG_LEVELS.join(', ')}`, logLevel)
+  let port: number | undefined
+  if (options.port !== undefined) {
+    if (typeof options.port !== 'number' || !Number.isInteger(options.port) || options.port < 0 || options.port > 65_535) {
+      throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'port', 'an integer port from 0 to 65535', options.port)
+    }
+    port = options.port
+  }
+  const host = options.host ?? '0.0.0.0'
+  if (typeof host !== 'string' || host === '') throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'host', 'a host name or address', host)
+  const pressure = options.underPressure ?? {}
+  if (pressure !== false && (pressure === null || typeof pressure !== 'object')) {
+    throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'underPressure', 'an object or false', pressure)
+  }
+  const pressureOptions: UnderPressureOptions = pressure === false ? {} : pressure
+  checkKnownKeys(prefix + 'underPressure.', pressureOptions, PRESSURE_KEYS)
+  return resolved({
+    paths: Object.freeze(paths),
+    checks: Object.freeze([...checks]),
+    exposeFailureDetails: bool(prefix + 'exposeFailureDetails', options.exposeFailureDetails, false),
+    logLevel,
+    port,
+    host,
+    underPressure: Object.freeze({
+      enabled: pressure !== false,
+      readiness: bool(prefix + 'underPressure.readiness', pressureOptions.readiness, true),
+      maxEventLoopDelay: duration(prefix + 'underPressure.maxEventLoopDelay', pressureOptions.maxEventLoopDelay, 1000, true)
+    })
+  })
+}
 
 /** One line of a probe's answer: a registered check, or one the suite adds. */
 interface Line {
@@ -37,11 +166,12 @@ const NO_STORE = 'no-store'
  * liveness passes until the process exits.
  */
 const health: FastifyPluginAsync<HealthOptions> = async function health (fastify, options) {
-  const config = resolveHealthOptions(options)
+  const config = alreadyResolved<ResolvedHealthOptions>(options) ?? resolveHealthOptions(options)
   const lifecycle = useLifecycle(fastify)
+  lifecycle[kClaim]('fastify-lifecycle-health', 'probe routes')
   const log = fastify.log.child({ plugin: 'health' })
   const registry = new CheckRegistry(log)
-  lifecycle.useChecks(registry)
+  lifecycle[kChecks](registry)
   for (const { name, check, ...checkOptions } of config.checks) registry.add(name, check, checkOptions)
 
   let pressure: UnderPressureDecorators | undefined
@@ -138,13 +268,16 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
   }
 
   if (config.port === undefined) {
-    requestGate(fastify.server).intercept(handleProbe)
+    interceptRequests(fastify.server, handleProbe)
   } else {
     await listenForProbes(fastify, config, log, handleProbe)
   }
 
+  if (config.port === undefined) {
+    lifecycle[kReadyCheck](function checkProbeRoutes () { checkRouteConflicts(fastify, paths) })
+  }
+
   fastify.addHook('onReady', async function startHealthChecks () {
-    if (config.port === undefined) checkRouteConflicts(fastify, paths)
     if (config.underPressure.enabled && fastify.hasDecorator('isUnderPressure')) {
       pressure = fastify as unknown as UnderPressureDecorators
     }

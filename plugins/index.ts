@@ -1,24 +1,13 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { useLifecycle } from '../lib/lifecycle.js'
-import {
-  checkKnownKeys,
-  resolveDrainOptions,
-  resolveGracefulOptions,
-  resolveHealthOptions,
-  resolvePreStopOptions,
-  resolveTeardownOptions,
-  type DrainOptions,
-  type TeardownOptions,
-  type GracefulOptions,
-  type HealthOptions,
-  type PreStopOptions
-} from '../lib/options.js'
-import drain from './drain.js'
-import graceful from './graceful.js'
-import health from './health.js'
-import preStop from './pre-stop.js'
-import teardown from './teardown.js'
+import { keysOf, optionsObject } from '../lib/options.js'
+import { kClaim } from '../lib/symbols.js'
+import drain, { resolveDrainOptions, type DrainOptions } from './drain.js'
+import graceful, { resolveGracefulOptions, type GracefulOptions } from './graceful.js'
+import health, { resolveHealthOptions, type HealthOptions } from './health.js'
+import preStop, { resolvePreStopOptions, type PreStopOptions } from './pre-stop.js'
+import teardown, { resolveTeardownOptions, type TeardownOptions } from './teardown.js'
 
 export interface FastifyLifecycleOptions {
   /** Liveness, readiness and startup probes and their checks; `false` to serve your own. */
@@ -33,24 +22,30 @@ export interface FastifyLifecycleOptions {
   teardown?: TeardownOptions | false
 }
 
-const PIECES = ['health', 'graceful', 'preStop', 'drain', 'teardown']
+const PIECES = keysOf<FastifyLifecycleOptions>()({ health: true, graceful: true, preStop: true, drain: true, teardown: true })
 
-/** Registers every piece of the suite from one options object; each is also usable alone. */
-const fastifyLifecycle: FastifyPluginAsync<FastifyLifecycleOptions> = async function fastifyLifecycle (fastify, options) {
-  checkKnownKeys('', options, PIECES)
-  // Validate everything first, so an error names the full option path ('preStop.delay').
-  if (options.health !== false) resolveHealthOptions(options.health, 'health.')
-  if (options.drain !== false) resolveDrainOptions(fastify.initialConfig.pluginTimeout as number, options.drain, 'drain.')
-  if (options.preStop !== false) resolvePreStopOptions(options.preStop, 'preStop.')
-  if (options.teardown !== false) resolveTeardownOptions(options.teardown, 'teardown.')
-  if (options.graceful !== false) resolveGracefulOptions(options.graceful, 'graceful.')
+/**
+ * Registers every piece of the suite from one options object; each is also usable alone.
+ * Every piece's options are resolved here, once, before any is registered, so an error names
+ * the full option path ('preStop.delay'); each piece is then registered with its resolved config.
+ */
+const fastifyLifecycle: FastifyPluginAsync<FastifyLifecycleOptions> = async function fastifyLifecycle (fastify, input) {
+  const options = optionsObject<FastifyLifecycleOptions>(input, '', PIECES)
+  const pluginTimeout = fastify.initialConfig.pluginTimeout as number
+  const config = {
+    health: options.health === false ? false : resolveHealthOptions(options.health, 'health.'),
+    drain: options.drain === false ? false : resolveDrainOptions(pluginTimeout, options.drain, 'drain.'),
+    preStop: options.preStop === false ? false : resolvePreStopOptions(options.preStop, 'preStop.'),
+    teardown: options.teardown === false ? false : resolveTeardownOptions(options.teardown, 'teardown.'),
+    graceful: options.graceful === false ? false : resolveGracefulOptions(options.graceful, 'graceful.')
+  }
 
-  useLifecycle(fastify)
-  if (options.health !== false) await fastify.register(health, options.health ?? {})
-  if (options.drain !== false) await fastify.register(drain, options.drain ?? {})
-  if (options.preStop !== false) await fastify.register(preStop, options.preStop ?? {})
-  if (options.teardown !== false) await fastify.register(teardown, options.teardown ?? {})
-  if (options.graceful !== false) await fastify.register(graceful, options.graceful ?? {})
+  useLifecycle(fastify)[kClaim]('fastify-lifecycle', 'suites')
+  if (config.health !== false) await fastify.register(health, config.health as HealthOptions)
+  if (config.drain !== false) await fastify.register(drain, config.drain as DrainOptions)
+  if (config.preStop !== false) await fastify.register(preStop, config.preStop as PreStopOptions)
+  if (config.teardown !== false) await fastify.register(teardown, config.teardown as TeardownOptions)
+  if (config.graceful !== false) await fastify.register(graceful, config.graceful as GracefulOptions)
 }
 
 export default fp(fastifyLifecycle, { name: 'fastify-lifecycle', fastify: '5.x' })
@@ -61,8 +56,28 @@ export { default as health } from './health.js'
 export { default as preStop } from './pre-stop.js'
 export { default as teardown } from './teardown.js'
 export { Lifecycle, useLifecycle } from '../lib/lifecycle.js'
-export type { Phase, ShutdownCause, ShutdownReport, PhaseTiming, LifecycleEvents, HeldWork, PhaseStep, LongLivedConnection, LongLivedHandle } from '../lib/lifecycle.js'
-export type { DrainOptions, GracefulOptions, HealthOptions, HealthCheckOption, PreStopOptions, ProbeLogLevel, TeardownOptions, HandledSignal } from '../lib/options.js'
+export type {
+  Phase,
+  ShutdownCause,
+  ShutdownReport,
+  ReportStages,
+  PreStopStage,
+  DrainStage,
+  TeardownStage,
+  LongLivedCounts,
+  PhaseTiming,
+  LifecycleEvents,
+  HeldWork,
+  PhaseStep,
+  LongLivedConnection,
+  LongLivedHandle,
+  StartupTaskOptions
+} from '../lib/lifecycle.js'
+export type { DrainOptions } from './drain.js'
+export type { GracefulOptions, HandledSignal } from './graceful.js'
+export type { HealthOptions, HealthCheckOption, ProbeLogLevel, UnderPressureOptions } from './health.js'
+export type { PreStopOptions } from './pre-stop.js'
+export type { TeardownOptions } from './teardown.js'
 export type { CheckFunction, CheckOptions, CheckResult, ProbeKind } from '../lib/health.js'
 export type { Closable, CloseFunction, TeardownResourceOptions, TeardownResult, TeardownOutcome } from '../lib/teardown.js'
 export * as errors from '../lib/errors.js'

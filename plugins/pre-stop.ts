@@ -2,10 +2,30 @@ import { performance } from 'node:perf_hooks'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { useLifecycle } from '../lib/lifecycle.js'
-import { resolvePreStopOptions, type PreStopOptions } from '../lib/options.js'
+import { alreadyResolved, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
+import { kClaim, kRecord } from '../lib/symbols.js'
 import { wait } from '../lib/timers.js'
 
-export type { PreStopOptions }
+export interface PreStopOptions {
+  /**
+   * How long to keep serving after the shutdown starts, with readiness already failing, so
+   * load balancers stop sending traffic before the listener closes, in ms. Skipped when the
+   * instance never became ready. @default 5000
+   */
+  delay?: number
+}
+
+export interface ResolvedPreStopOptions {
+  readonly delay: number
+}
+
+const KEYS = keysOf<PreStopOptions>()({ delay: true })
+
+/** Checks the options once, at registration; `prefix` names them inside the suite's options. */
+export function resolvePreStopOptions (input?: PreStopOptions, prefix = ''): ResolvedPreStopOptions {
+  const options = optionsObject<PreStopOptions>(input, prefix, KEYS)
+  return resolved({ delay: duration(prefix + 'delay', options.delay, 5000) })
+}
 
 /**
  * Keeps serving for `delay` ms after the shutdown starts, while the lifecycle is `draining`
@@ -14,8 +34,9 @@ export type { PreStopOptions }
  * every new request with 503.
  */
 const preStop: FastifyPluginAsync<PreStopOptions> = async function preStop (fastify, options) {
-  const config = resolvePreStopOptions(options)
+  const config = alreadyResolved<ResolvedPreStopOptions>(options) ?? resolvePreStopOptions(options)
   const lifecycle = useLifecycle(fastify)
+  lifecycle[kClaim]('fastify-lifecycle-pre-stop', 'pre-stop delays')
   const log = fastify.log.child({ plugin: 'pre-stop' })
 
   lifecycle.setBudget('preStop', config.delay)
@@ -24,14 +45,14 @@ const preStop: FastifyPluginAsync<PreStopOptions> = async function preStop (fast
     if (!lifecycle.everReady) {
       // No load balancer was ever told to send traffic here: nothing to wait for.
       log.info({ delay: config.delay }, 'pre-stop: instance was never ready, skipping the delay')
-      lifecycle.record('preStop', { delay: config.delay, waitedMs: 0, skipped: true })
+      lifecycle[kRecord]('preStop', { delay: config.delay, waitedMs: 0, skipped: true })
       return
     }
     log.info({ delay: config.delay, inFlight: lifecycle.inFlight }, 'pre-stop: still serving while load balancers stop routing here')
     const started = performance.now()
     await wait(config.delay)
     const waitedMs = Math.round(performance.now() - started)
-    lifecycle.record('preStop', { delay: config.delay, waitedMs, skipped: false })
+    lifecycle[kRecord]('preStop', { delay: config.delay, waitedMs, skipped: false })
     log.info({ waitedMs, inFlight: lifecycle.inFlight }, 'pre-stop: delay over, closing the listener')
   })
 }

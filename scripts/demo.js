@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { startLoad, summarize } from '../bench/load.js'
+import { startLoad, summarize } from '../dist/cli/load.js'
 
 const PRE_STOP_DELAY_MS = Number(process.env.PRE_STOP_DELAY_MS ?? 1000)
 const DRAIN_TIMEOUT_MS = Number(process.env.DRAIN_TIMEOUT_MS ?? 5000)

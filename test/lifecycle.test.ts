@@ -1,9 +1,11 @@
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { test } from 'tap'
-import Fastify from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import { request } from 'undici'
-import { useLifecycle, type Phase } from '../lib/lifecycle.js'
-import { drain, preStop } from '../plugins/index.js'
+import { useLifecycle, type Lifecycle, type Phase } from '../lib/lifecycle.js'
+import { kAbandon, kMarkForced, kRecord } from '../lib/symbols.js'
+import suite, { drain, graceful, preStop, teardown } from '../plugins/index.js'
 
 function appWithLifecycle () {
   const app = Fastify()
@@ -85,8 +87,8 @@ test('the pre-stop delay runs between draining and closing', async (t) => {
   await app.register(preStop, { delay: 50 })
   await app.ready()
   const report = await app.lifecycle.shutdown()
-  t.equal(report.stages.preStop.skipped, false)
-  t.ok((report.stages.preStop.waitedMs as number) >= 49)
+  t.equal(report.stages.preStop!.skipped, false)
+  t.ok((report.stages.preStop!.waitedMs as number) >= 49)
   t.ok(report.phases[0].durationMs >= 49, 'draining lasted the delay')
 })
 
@@ -124,19 +126,67 @@ test('plugins record stages, mark forced ones and register budgets', async (t) =
   budget.custom = 5
   t.same(lifecycle.budget, { custom: 100 }, 'budget is a copy')
   await app.ready()
-  lifecycle.record('custom', { items: 3 })
-  lifecycle.markForced('custom', 'gave up on 1 item')
+  lifecycle[kRecord]('preStop', { delay: 3, waitedMs: 3, skipped: false })
+  lifecycle[kMarkForced]('custom', 'gave up on 1 item')
   const report = await lifecycle.shutdown()
-  t.same(report.stages.custom, { items: 3 })
+  t.same(report.stages.preStop, { delay: 3, waitedMs: 3, skipped: false })
   t.same(report.forced, ['custom: gave up on 1 item'])
 })
 
-test('abandon() returns the report as it stands, forced', async (t) => {
+test('the plugin API stays off the user API: symbol keys, stripped from the published types', async (t) => {
+  const { app, lifecycle } = appWithLifecycle()
+  t.teardown(() => app.close())
+  for (const name of ['record', 'markForced', 'abandon', 'useChecks', 'useTeardown', 'countInFlightWith', 'abortDeadline', 'requests']) {
+    t.notOk(name in lifecycle, `no ${name} on fastify.lifecycle`)
+  }
+  const published = readFileSync(new URL('../dist/lib/lifecycle.d.ts', import.meta.url), 'utf8')
+  t.notMatch(published, /kRecord|kMarkForced|kAbandon|kWork|kClaim|install\(/, 'the built types name none of them')
+  t.match(published, /Shutdown and readiness state shared by every fastify-lifecycle plugin/, 'and keep their JSDoc')
+})
+
+test('abandon returns the report as it stands, forced', async (t) => {
   const { app, lifecycle } = appWithLifecycle()
   t.teardown(() => app.close())
   await app.ready()
-  const report = lifecycle.abandon('test says stop')
+  const report = lifecycle[kAbandon]('test says stop')
   t.match(report, { cause: 'close', clean: false, exitCode: 1, forced: ['lifecycle: test says stop'], phases: [] })
+})
+
+test('pieces registered in sibling contexts share one lifecycle, one budget and one report', async (t) => {
+  const app = Fastify()
+  let inDrain: Lifecycle | undefined
+  let inTeardown: Lifecycle | undefined
+  app.register(async function routes (instance) {
+    await instance.register(drain, { timeout: 1000 })
+    inDrain = instance.lifecycle
+  })
+  app.register(async function clients (instance) {
+    await instance.register(teardown, { timeout: 2000 })
+    inTeardown = instance.lifecycle
+    instance.lifecycle.teardown('noop', () => {})
+  })
+  await app.ready()
+  t.ok(inDrain !== undefined && inDrain === inTeardown, 'one lifecycle in both contexts')
+  t.same(inDrain!.budget, { drain: 1000, teardown: 2000 }, 'one budget')
+  t.equal(useLifecycle(app), inDrain, 'the root gets the same one, even after ready')
+  const report = await inDrain!.shutdown()
+  t.ok(report.stages.drain !== undefined && report.stages.teardown !== undefined, 'one report with both stages')
+  t.same(report.stages.teardown!.resources.map((r) => r.name), ['noop'])
+})
+
+test('a second registration of a piece on the same server fails with a coded error, in any context', async (t) => {
+  for (const [name, register] of [
+    ['the suite twice', (app: FastifyInstance) => { app.register(suite, { preStop: false }); app.register(async (child) => { await child.register(suite) }) }],
+    ['graceful twice, in sibling contexts', (app: FastifyInstance) => { app.register(async (a) => { await a.register(graceful) }); app.register(async (b) => { await b.register(graceful) }) }],
+    ['graceful alone next to the suite', (app: FastifyInstance) => { app.register(suite); app.register(graceful) }]
+  ] as const) {
+    const app = Fastify()
+    t.teardown(() => app.close())
+    const before = process.listenerCount('SIGTERM')
+    register(app)
+    await t.rejects(async () => app.ready(), { code: 'FST_LIFECYCLE_ALREADY_REGISTERED', message: /is already registered on this server/ }, name)
+    t.ok(process.listenerCount('SIGTERM') <= before + 1, `${name}: at most one set of signal handlers`)
+  }
 })
 
 test('without the drain plugin nothing is counted in flight', async (t) => {
@@ -179,5 +229,17 @@ test('hold(): held work is named until released; idle() resolves once nothing is
   b.release()
   await waiting
   t.same(lifecycle.held, [])
-  t.throws(() => lifecycle.hold(''), { code: 'FST_LIFECYCLE_INVALID_OPTION', message: /'hold name' must be a non-empty string/ })
+  t.throws(() => lifecycle.hold(''), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: "lifecycle.hold(): name must be a non-empty string, received ''" })
+})
+
+test('arguments of the plugin-author API are checked, with the method and the value named', async (t) => {
+  const { app, lifecycle } = appWithLifecycle()
+  t.teardown(() => app.close())
+  t.throws(() => lifecycle.during('closed' as never, () => {}), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: "lifecycle.during(): phase must be 'draining' or 'closing', received 'closed'" })
+  t.throws(() => lifecycle.during('draining', 'later' as never), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: "lifecycle.during(): step must be a function, received 'later'" })
+  t.throws(() => lifecycle.setBudget('', 5), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: /^lifecycle\.setBudget\(\): name must be a non-empty string/ })
+  t.throws(() => lifecycle.setBudget('queue', -1), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: "lifecycle.setBudget('queue'): ms must be a non-negative integer of ms, received -1" })
+  t.throws(() => lifecycle.shutdown(42 as never), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: /^lifecycle\.shutdown\(\): cause must be a string or \{ cause: string, error\?: unknown \}, received 42$/ })
+  t.throws(() => lifecycle.shutdown({ reason: 'x' } as never), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT' })
+  t.equal(lifecycle.phase, 'starting', 'a refused shutdown() started nothing')
 })

@@ -33,7 +33,7 @@ test('an SSE handler that keeps writing after its stream was ended does not cras
   const report = await app.lifecycle.shutdown()
   t.match(await body, /event: shutdown\ndata: server shutting down\nretry: 250\n\n$/)
   t.equal(await afterEnd, 'ERR_STREAM_WRITE_AFTER_END', 'the late write failed quietly')
-  t.same(report.stages.drain.longLived, { notified: 1, closed: 1, cut: 0 })
+  t.same(report.stages.drain!.longLived, { notified: 1, closed: 1, cut: 0 })
   t.throws(() => raw.emit('error', Object.assign(new Error('broken pipe'), { code: 'EPIPE' })), { code: 'EPIPE' }, 'any other error is still thrown')
 })
 
@@ -57,7 +57,7 @@ test('HTTP/2: SSE streams get the final event too', async (t) => {
   const report = await app.lifecycle.shutdown()
   await streamClosed
   t.match(body, /^data: hello\n\nevent: shutdown\n/)
-  t.same(report.stages.drain.longLived, { notified: 1, closed: 1, cut: 0 })
+  t.same(report.stages.drain!.longLived, { notified: 1, closed: 1, cut: 0 })
 })
 
 test('a connection registered with longLived(): told at the notice, also when it comes late, cut at the deadline', async (t) => {
@@ -74,7 +74,7 @@ test('a connection registered with longLived(): told at the notice, also when it
   app.lifecycle.longLived({ kind: 'late', notify: () => { events.push('late notified') }, destroy: () => { events.push('late destroyed') } })
   const report = await shutdown
   t.same(events, ['tunnel notified', 'feed notified', 'late notified', 'tunnel destroyed', 'broken destroyed', 'late destroyed'])
-  t.same(report.stages.drain.longLived, { notified: 4, closed: 1, cut: 3 })
+  t.same(report.stages.drain!.longLived, { notified: 4, closed: 1, cut: 3 })
   t.same(report.forced, ['drain: 3 long-lived connection(s) cut at the 100ms deadline'])
   t.same(app.lifecycle.longLivedConnections.size, 0)
 })
@@ -84,7 +84,7 @@ test('longLived() checks what it is given', async (t) => {
   t.teardown(() => app.close())
   await app.register(drain)
   for (const bad of [null, {}, { kind: 'x', notify: () => {} }, { kind: 1, notify: () => {}, destroy: () => {} }]) {
-    t.throws(() => app.lifecycle.longLived(bad as never), { code: 'FST_LIFECYCLE_INVALID_OPTION', message: /'longLived connection' must be \{ kind: string, notify\(\): void, destroy\(\): void \}/ })
+    t.throws(() => app.lifecycle.longLived(bad as never), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: /^lifecycle\.longLived\(\): connection must be \{ kind: string, notify\(\): void, destroy\(\): void \}/ })
   }
 })
 
@@ -106,7 +106,7 @@ test('deadlineSignal is aborted ahead of the deadline, so long work can answer i
   const res = await pending
   t.equal(res.statusCode, 200)
   t.same(await res.body.json(), { partial: true })
-  t.equal(report.stages.drain.cut, 0, 'answered before the cut')
+  t.equal(report.stages.drain!.cut, 0, 'answered before the cut')
   t.equal(report.clean, true)
 })
 
@@ -144,7 +144,7 @@ test('an SSE client that stops reading is cut at the deadline: even the final ev
   socket.pause()
   await started
   const report = await app.lifecycle.shutdown()
-  t.same(report.stages.drain.longLived, { notified: 1, closed: 0, cut: 1 })
-  t.equal(report.stages.drain.cut, 0, 'counted once, as a long-lived connection, not also as a request')
+  t.same(report.stages.drain!.longLived, { notified: 1, closed: 0, cut: 1 })
+  t.equal(report.stages.drain!.cut, 0, 'counted once, as a long-lived connection, not also as a request')
   t.same(report.forced, ['drain: 1 long-lived connection(s) cut at the 200ms deadline'])
 })

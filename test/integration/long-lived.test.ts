@@ -73,7 +73,7 @@ test('a WebSocket client that ignores the close frame is cut at the deadline; ex
   t.equal(await proc.exitCode, 1)
   await socketClosed
   const report = proc.report()!
-  t.same(report.stages.drain.longLived, { notified: 2, closed: 1, cut: 1 })
+  t.same(report.stages.drain!.longLived, { notified: 2, closed: 1, cut: 1 })
   t.same(report.forced, ['drain: 1 long-lived connection(s) cut at the 400ms deadline'])
 })
 
@@ -90,7 +90,7 @@ test('notifyAt closing: long-lived connections are told at the end of the pre-st
   const over = await proc.waitForLog('pre-stop: delay over, closing the listener')
   t.ok(closedAt >= (over.time as number), 'the close frame came once the delay was over')
   t.equal(await proc.exitCode, 0)
-  t.same(proc.report()!.stages.drain.longLived, { notified: 1, closed: 1, cut: 0 })
+  t.same(proc.report()!.stages.drain!.longLived, { notified: 1, closed: 1, cut: 0 })
 })
 
 test('HTTP/2: streams in flight at SIGTERM complete, the session gets GOAWAY, new streams are refused, the process exits', async (t) => {

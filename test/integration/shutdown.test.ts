@@ -25,7 +25,7 @@ test('during the pre-stop delay the service still serves, new connections includ
   t.equal(await proc.exitCode, 0)
   t.same(proc.phases(), ['ready', 'draining', 'closing', 'closed'])
   const report = proc.report()!
-  t.ok(report.stages.preStop.waitedMs >= 3000, 'the whole delay was served')
+  t.ok(report.stages.preStop!.waitedMs >= 3000, 'the whole delay was served')
 })
 
 test('a keep-alive response whose headers went out before the signal does not hold the process open', async (t) => {
@@ -39,7 +39,7 @@ test('a keep-alive response whose headers went out before the signal does not ho
   t.equal(await res.body.text(), 'start\nend\n', 'the stream finished')
   t.equal(await proc.exitCode, 0, 'the swept socket let the process exit cleanly')
   t.match(await proc.waitForLog('graceful: shutdown complete, exiting'), { level: 30, exitCode: 0, forced: [] })
-  t.ok(proc.report()!.stages.drain.durationMs < 30_000, 'well before keepAliveTimeout')
+  t.ok(proc.report()!.stages.drain!.durationMs < 30_000, 'well before keepAliveTimeout')
 })
 
 test('a request longer than the drain deadline is cut, the log counts it, and the exit code is 1', async (t) => {
@@ -129,7 +129,7 @@ test('SIGTERM during start-up, before ready, exits cleanly without the pre-stop 
   t.equal(proc.phases()[0], 'draining', 'straight from starting to draining')
   t.notOk(proc.phases().includes('ready'), 'never became ready')
   const report = proc.report()!
-  t.equal(report.stages.preStop.skipped, true, 'the pre-stop delay was skipped')
+  t.equal(report.stages.preStop!.skipped, true, 'the pre-stop delay was skipped')
   t.equal(proc.logs((l) => String(l.msg).startsWith('Server listening')).length, 0, 'it never started serving')
 })
 

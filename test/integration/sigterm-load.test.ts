@@ -1,5 +1,5 @@
 import { test } from 'tap'
-import { startLoad, summarize } from '../../bench/load.js'
+import { startLoad, summarize } from '../../cli/load.js'
 import { startFixture } from '../helpers/fixture.js'
 
 const KEEP_ALIVE_TIMEOUT_MS = 60_000
@@ -45,9 +45,9 @@ test('SIGTERM under concurrent keep-alive load: every accepted request is answer
   t.same(proc.phases(), ['ready', 'draining', 'closing', 'closed'], 'phase log lines in order')
   t.equal(report.clean, true, 'the report calls the shutdown clean')
   t.equal(report.exitCode, 0, 'the report gives exit code 0')
-  t.equal(report.stages.drain.cut, 0, 'nothing was cut')
-  t.equal(report.stages.preStop.skipped, false, 'the pre-stop delay ran')
-  t.ok(report.stages.drain.durationMs < KEEP_ALIVE_TIMEOUT_MS / 10, 'keep-alive sockets did not hold the drain open until keepAliveTimeout')
+  t.equal(report.stages.drain!.cut, 0, 'nothing was cut')
+  t.equal(report.stages.preStop!.skipped, false, 'the pre-stop delay ran')
+  t.ok(report.stages.drain!.durationMs < KEEP_ALIVE_TIMEOUT_MS / 10, 'keep-alive sockets did not hold the drain open until keepAliveTimeout')
 
   const afterSignal = acceptedOutcomes.filter((o) => o.connection === 'close')
   t.ok(afterSignal.length > 0, 'responses during the drain carried Connection: close')

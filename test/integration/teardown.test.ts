@@ -33,7 +33,7 @@ test('SIGTERM with pg queries and Redis commands in flight: all answered, then p
   const lastResponse = Math.max(...proc.logs('request completed').map((l) => l.time as number))
   t.ok(closes.every((l) => (l.time as number) >= lastResponse), 'closed after the last response')
   const report = proc.report()!
-  t.same(report.stages.teardown.resources.map((r: { name: string, outcome: string }) => [r.name, r.outcome]), [['redis', 'closed'], ['pg', 'closed']])
+  t.same(report.stages.teardown!.resources.map((r: { name: string, outcome: string }) => [r.name, r.outcome]), [['redis', 'closed'], ['pg', 'closed']])
   t.equal(await pgConnections(name), 0, 'pg_stat_activity has no connection left from the service')
   t.equal(await redisClients(name), 0, 'Redis has no client left from the service')
 })
@@ -46,7 +46,7 @@ test('a resource whose close never settles is cut at its timeout; the others clo
   proc.kill('SIGTERM')
   t.equal(await proc.exitCode, 1)
   const report = proc.report()!
-  t.same(report.stages.teardown.resources.map((r: { name: string, outcome: string }) => [r.name, r.outcome]), [['stuck-queue', 'timed out'], ['redis', 'closed'], ['pg', 'closed']])
+  t.same(report.stages.teardown!.resources.map((r: { name: string, outcome: string }) => [r.name, r.outcome]), [['stuck-queue', 'timed out'], ['redis', 'closed'], ['pg', 'closed']])
   t.same(report.forced, ["teardown: 'stuck-queue' timed out"])
   t.equal(proc.logs('lifecycle: shutdown abandoned, exiting now').length, 0, 'the overall deadline was not needed')
   t.match(await proc.waitForLog('graceful: shutdown complete, exiting'), { exitCode: 1 })
@@ -90,7 +90,7 @@ test('Redis unreachable at shutdown: teardown finishes within its timeout and th
   proc.kill('SIGTERM')
   const code = await proc.exitCode
   const report = proc.report()!
-  const redis = report.stages.teardown.resources.find((r: { name: string }) => r.name === 'redis')
+  const redis = report.stages.teardown!.resources.find((r: { name: string }) => r.name === 'redis')
   t.equal(redis.outcome, 'closed', 'ioredis ends a client it cannot reach when asked to quit')
   t.ok(redis.durationMs < 1000, 'within its 1000ms timeout')
   t.equal(code, 0)

@@ -1,0 +1,166 @@
+/**
+ * Everything in the suite that leans on Node (and Fastify) behaviour beyond their documented
+ * APIs, in one place. Each workaround says what it works around, the upstream issue, the Node
+ * versions it was tested on (20.20, 22, 24.21), and which canary test in
+ * test/node-internals.test.ts fails the day Node no longer behaves that way, so the
+ * workaround can go. Public APIs are used wherever they exist: `socket.writableLength` for a
+ * socket still flushing, the `http.server.request.start` diagnostics channel for requests
+ * that arrive during a shutdown, the request's `Accept` header for an event stream.
+ */
+import diagnosticsChannel from 'node:diagnostics_channel'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import { Server as NetServer, type Socket } from 'node:net'
+
+export type RawRequest = IncomingMessage | Http2ServerRequest
+export type RawResponse = ServerResponse | Http2ServerResponse
+type Listener = (request: RawRequest, response: RawResponse) => void
+type Interceptor = (request: RawRequest, response: RawResponse) => boolean
+
+/** An HTTP/1 socket, with the response Node is writing on it (null between requests). */
+type HttpSocket = Socket & { _httpMessage?: ServerResponse | null }
+
+// ---------------------------------------------------------------------------------------------
+// 1. The response in flight on a socket: `socket._httpMessage`.
+//
+// Node attaches each ServerResponse to its socket (`assignSocket`) and detaches it once the
+// response has been written out (`detachSocket`, on 'finish'). No public API lists a
+// connection's current response, and the drain needs exactly that, for the requests already in
+// flight when the shutdown starts, without tracking every request while the service is ready
+// (which would cost every request something). Canary: "socket._httpMessage is the response in
+// flight, and null once written out".
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The response in flight on an HTTP/1 socket, if any. @fastify/websocket attaches a response
+ * of its own to an upgraded socket: that connection is long-lived, tracked as such, not a
+ * request in flight.
+ */
+export function responseOn (socket: Socket): ServerResponse | undefined {
+  const response = (socket as HttpSocket)._httpMessage
+  return response != null && (response.req as { upgrade?: boolean }).upgrade !== true ? response : undefined
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Closing idle keep-alive sockets without truncating a response still flushing.
+//
+// `server.closeIdleConnections()` destroys every socket whose parser is between requests,
+// which includes a socket whose response has ended but is still being flushed to a slow client:
+// the client gets a truncated body (nodejs/node#43890 added the "response not finished" guard,
+// which does not cover an ended response still in the socket's buffer). `http.Server#close()`
+// calls closeIdleConnections() since Node 19, so it truncates too. The parser's view of "between
+// requests" has no public API, so closeIdleConnections() stays the way to ask it; sockets still
+// flushing (`writableLength > 0`, public) get a no-op `destroy` for the length of the call, and
+// are swept again when their response closes. The listener is closed with net.Server's close,
+// which closes no connection. Canary: "closeIdleConnections() truncates an ended response still
+// flushing".
+// ---------------------------------------------------------------------------------------------
+
+/** Stops accepting connections, closing none of the open ones. */
+export function closeListener (server: Server): void {
+  NetServer.prototype.close.call(server)
+}
+
+/** Closes the sockets that are between requests, except those still flushing a response. */
+export function closeIdleSockets (server: Server, sockets: Iterable<Socket>): void {
+  const flushing: Socket[] = []
+  for (const socket of sockets) {
+    if (socket.writableLength > 0) {
+      socket.destroy = keepOpen
+      flushing.push(socket)
+    }
+  }
+  try {
+    server.closeIdleConnections()
+  } finally {
+    for (const socket of flushing) delete (socket as Partial<Socket>).destroy
+  }
+}
+
+/** Stands in for destroy() on a socket that must survive closeIdleConnections(). */
+function keepOpen (this: Socket): Socket {
+  return this
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Whether a response is an event stream.
+//
+// An EventSource sends `Accept: text/event-stream` (public, checked first). For other clients,
+// the response's content type: Fastify writes headers with writeHead(status, object), which
+// getHeader() does not see afterwards (Node stores only setHeader() headers), so the header
+// block Node sent (`response._header`) is the last resort. Canary: "getHeader() does not see
+// headers passed to writeHead()".
+// ---------------------------------------------------------------------------------------------
+
+const EVENT_STREAM = /content-type:\s*text\/event-stream|^text\/event-stream/im
+
+export function isEventStream (request: RawRequest, response: RawResponse): boolean {
+  if (!response.headersSent) return false
+  const accept = request.headers.accept
+  if (typeof accept === 'string' && accept.includes('text/event-stream')) return true
+  const type = response.getHeader('content-type')
+  if (type !== undefined) return EVENT_STREAM.test(String(type))
+  const sent = (response as { _header?: unknown })._header
+  return typeof sent === 'string' && EVENT_STREAM.test(sent)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Requests that arrive during a shutdown: the `http.server.request.start` channel.
+//
+// Public (Node 18.?+; tested on 20, 22, 24), published for every HTTP/1 request before the
+// server's 'request' listeners run, so even a synchronous route has not sent its headers yet.
+// The drain subscribes only from the start of a shutdown: while the service is ready, nothing
+// runs per request. HTTP/2 compatibility requests are not published there; the drain listens
+// to those with prependListener('request').
+// ---------------------------------------------------------------------------------------------
+
+interface RequestStart { request: IncomingMessage, response: ServerResponse, server: unknown }
+
+/** Calls `listener` for each HTTP/1 request `server` receives from now on; returns the unsubscribe. */
+export function observeRequests (server: object, listener: (request: IncomingMessage, response: ServerResponse) => void): () => void {
+  const channel = diagnosticsChannel.channel('http.server.request.start')
+  function onRequestStart (message: unknown): void {
+    const start = message as RequestStart
+    if (start.server === server) listener(start.request, start.response)
+  }
+  channel.subscribe(onRequestStart)
+  return () => { channel.unsubscribe(onRequestStart) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Answering probes before Fastify: the request-listener swap.
+//
+// Not a Node defect: Fastify runs the service's onRequest hooks (auth, rate limits, load
+// shedding) for every route, so a probe served as a Fastify route can be refused by them. The
+// health plugin answers probes in front of Fastify's router by putting one dispatcher in place
+// of the server's 'request' listeners (Fastify's handler). Public EventEmitter calls only;
+// it relies on Fastify adding exactly its handler as the 'request' listener at construction.
+// Canary: "Fastify's handler is the server's only request listener".
+// ---------------------------------------------------------------------------------------------
+
+interface GatedServer {
+  listeners: (event: 'request') => Function[]
+  removeAllListeners: (event: 'request') => unknown
+  on: (event: 'request', listener: Listener) => unknown
+}
+
+/**
+ * Puts one dispatcher in place of the server's `request` listeners: `interceptor` sees each
+ * request first and answers it itself when it returns true; any other request goes on to the
+ * listeners (Fastify's handler) exactly as before. Once per server: the health plugin registers
+ * once per server (see kClaim).
+ */
+export function interceptRequests (server: object, interceptor: Interceptor): void {
+  const gated = server as GatedServer
+  const downstream = gated.listeners('request') as Listener[]
+  gated.removeAllListeners('request')
+  // Fastify's handler alone, as always: one call on every request, no loop.
+  const handler: Listener = downstream.length === 1
+    ? downstream[0]
+    : function requestListeners (this: unknown, request, response) {
+      for (let i = 0; i < downstream.length; i++) downstream[i].call(this, request, response)
+    }
+  gated.on('request', function lifecycleRequestGate (this: unknown, request, response) {
+    if (!interceptor(request, response)) handler.call(this, request, response)
+  })
+}

@@ -1,0 +1,141 @@
+import type { TeardownResult } from './teardown.js'
+import { messageOf, roundMs } from './timers.js'
+
+/** The phases of one Fastify server, in the only order they can happen. */
+export type Phase = 'starting' | 'ready' | 'draining' | 'closing' | 'closed'
+
+/** What started the shutdown: a signal name, `'error'`, `'manual'` (lifecycle.shutdown()) or `'close'` (fastify.close()). */
+export interface ShutdownCause {
+  cause: string
+  /** The uncaught exception or rejection that started the shutdown, if one did. */
+  error?: unknown
+}
+
+export interface PhaseTiming {
+  phase: 'draining' | 'closing' | 'closed'
+  /** When the phase began, in ms after the shutdown started. */
+  atMs: number
+  /** How long the phase lasted, in ms (0 for `closed`). */
+  durationMs: number
+  /** Requests in flight when the phase began. */
+  inFlight: number
+}
+
+/** What the pre-stop plugin did: the delay served, or skipped for an instance never ready. */
+export interface PreStopStage {
+  /** The configured delay, in ms. */
+  delay: number
+  /** How long the service kept serving, in ms (0 when skipped). */
+  waitedMs: number
+  /** True when the instance was never ready, so no load balancer had to be waited for. */
+  skipped: boolean
+}
+
+/** Long-lived connections (WebSockets, SSE streams, your own) during the drain. */
+export interface LongLivedCounts {
+  /** Told to go (1001 close frame, final SSE event, your `notify()`). */
+  notified: number
+  /** Ended before the deadline. */
+  closed: number
+  /** Still open at the deadline, and destroyed. */
+  cut: number
+}
+
+/** What the drain plugin did, from the listener close to the last request. */
+export interface DrainStage {
+  /** Requests in flight when the listener closed. */
+  inFlightAtClose: number
+  /** Work held with `hold()` when the listener closed, by name. */
+  heldAtClose: string[]
+  /** Requests still running at the deadline, cut. */
+  cut: number
+  /** Held work still running at the deadline, by name. */
+  heldCut: string[]
+  longLived: LongLivedCounts
+  /** The drain deadline, in ms. */
+  timeout: number
+  /** From the listener close to the end of the drain, in ms. */
+  durationMs: number
+  /** True only when the drain deadline ended the wait; false when everything finished before it. */
+  deadlineReached: boolean
+}
+
+/** What the teardown plugin did: each resource, in the order its close ended. */
+export interface TeardownStage {
+  durationMs: number
+  resources: TeardownResult[]
+}
+
+/**
+ * The report's stages, one per piece that took part. Extended by declaration merging as
+ * pieces are added.
+ */
+export interface ReportStages {
+  preStop?: PreStopStage
+  drain?: DrainStage
+  teardown?: TeardownStage
+}
+
+/** Logged once at the end of every shutdown and returned by `lifecycle.shutdown()`. */
+export interface ShutdownReport {
+  cause: string
+  /** True when no stage had to be forced and the shutdown was not caused by an error. */
+  clean: boolean
+  /** The code the graceful plugin exits with: 0 when clean, 1 otherwise. */
+  exitCode: 0 | 1
+  /** From the start of the shutdown to the `closed` phase, in ms. */
+  totalMs: number
+  phases: PhaseTiming[]
+  /** One line per stage that had to be forced (requests cut, a deadline hit, a close that failed). */
+  forced: string[]
+  /** What each piece recorded about its stage. */
+  stages: ReportStages
+  /** Message of the error that caused the shutdown or made `close()` fail. */
+  error?: string
+}
+
+/** Collects what happens during one shutdown and builds the report from it. */
+export class ReportBuilder {
+  readonly #timings: Array<Omit<PhaseTiming, 'durationMs'>> = []
+  readonly #forced: string[] = []
+  readonly #stages: ReportStages = {}
+  #startedAt = 0
+
+  /** The shutdown starts now: times are counted from here. */
+  start (now: number): void {
+    this.#startedAt = now
+  }
+
+  phase (phase: PhaseTiming['phase'], now: number, inFlight: number): void {
+    this.#timings.push({ phase, atMs: roundMs(now - this.#startedAt), inFlight })
+  }
+
+  record<K extends keyof ReportStages> (stage: K, data: NonNullable<ReportStages[K]>): void {
+    this.#stages[stage] = Object.freeze({ ...data }) as unknown as ReportStages[K]
+  }
+
+  markForced (stage: string, detail: string): void {
+    this.#forced.push(`${stage}: ${detail}`)
+  }
+
+  build (now: number, cause: ShutdownCause, closeError: unknown): ShutdownReport {
+    const error = cause.error ?? closeError
+    const clean = this.#forced.length === 0 && error === undefined
+    const totalMs = roundMs(now - this.#startedAt)
+    const phases = this.#timings.map((timing, i, all) => ({
+      ...timing,
+      durationMs: roundMs((all[i + 1]?.atMs ?? totalMs) - timing.atMs)
+    }))
+    const report: ShutdownReport = {
+      cause: cause.cause,
+      clean,
+      exitCode: clean ? 0 : 1,
+      totalMs,
+      phases,
+      forced: [...this.#forced],
+      stages: { ...this.#stages }
+    }
+    if (error !== undefined) report.error = messageOf(error)
+    return report
+  }
+}

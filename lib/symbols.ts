@@ -1,0 +1,33 @@
+/**
+ * What the plugins need from each other and from the lifecycle, kept off the user's API: each
+ * member of `Lifecycle` keyed by one of these symbols is plumbing between the pieces of the
+ * suite. None of them is exported from the package; `stripInternal` keeps them out of the
+ * published types.
+ * @internal
+ * @packageDocumentation
+ */
+
+/** @internal `lifecycle[kRecord](stage, data)`: what a stage did, for the report. */
+export const kRecord = Symbol('fastify-lifecycle.record')
+/** @internal `lifecycle[kMarkForced](stage, detail)`: a stage had to force something. */
+export const kMarkForced = Symbol('fastify-lifecycle.markForced')
+/** @internal `lifecycle[kAbandon](why)`: the process exits now; log the report as it stands. */
+export const kAbandon = Symbol('fastify-lifecycle.abandon')
+/** @internal `lifecycle[kCountInFlight](counter)`: how the drain counts requests in flight. */
+export const kCountInFlight = Symbol('fastify-lifecycle.countInFlight')
+/** @internal `lifecycle[kAbortDeadline]()`: the drain aborts `deadlineSignal` ahead of its deadline. */
+export const kAbortDeadline = Symbol('fastify-lifecycle.abortDeadline')
+/** @internal `lifecycle[kChecks]`: the health plugin's check registry. */
+export const kChecks = Symbol('fastify-lifecycle.checks')
+/** @internal `lifecycle[kTeardown]`: the teardown plugin's resource registry. */
+export const kTeardown = Symbol('fastify-lifecycle.teardown')
+/** @internal `lifecycle[kWork]`: held work and long-lived connections, writable. */
+export const kWork = Symbol('fastify-lifecycle.work')
+/** @internal `lifecycle[kClaim](piece)`: a piece of the suite registers once per server. */
+export const kClaim = Symbol('fastify-lifecycle.claim')
+/** @internal `lifecycle[kReadyCheck](name, check)`: must pass before the lifecycle enters `ready`. */
+export const kReadyCheck = Symbol('fastify-lifecycle.readyCheck')
+/** @internal on a resolved options object: the suite resolved it already. */
+export const kResolved = Symbol('fastify-lifecycle.resolved')
+/** @internal on the server object: its one lifecycle. */
+export const kLifecycle = Symbol('fastify-lifecycle.lifecycle')
