@@ -59,7 +59,7 @@ test('from draining on, every HTTP/1 response asks the client to close, in-fligh
 
   preStopGate.open()
   const report = await shutdown
-  t.match(report.stages.drain, { inFlightAtClose: 0, cut: 0, timeout: 5000 })
+  t.match(report.stages.drain, { inFlightAtClose: 0, cut: 0, timeout: 5000, deadlineReached: false })
 })
 
 test('a keep-alive request in flight when close() starts does not hold close() until keepAliveTimeout', async (t) => {
@@ -82,7 +82,8 @@ test('a keep-alive request in flight when close() starts does not hold close() u
   t.equal(res.statusCode, 200, 'the request was answered')
   t.equal(res.headers.connection, 'close', 'with Connection: close, so the socket ends with it')
   await closed
-  t.equal(app.lifecycle.report?.clean, true, 'close() finished: no socket was left holding it')
+  t.equal(app.lifecycle.report?.clean, true)
+  t.equal(app.lifecycle.report?.stages.drain?.deadlineReached, false, 'close() finished before the drain deadline: no socket was left holding it')
   t.match(app.lifecycle.report?.stages.drain, { inFlightAtClose: 1, cut: 0 })
 })
 
@@ -100,7 +101,7 @@ test('at the deadline, requests still running are cut and counted', async (t) =>
   await app.close()
   t.equal(await pending, 'UND_ERR_SOCKET', 'the client saw the connection end')
   const report = app.lifecycle.report!
-  t.match(report.stages.drain, { inFlightAtClose: 1, cut: 1, timeout: 100 })
+  t.match(report.stages.drain, { inFlightAtClose: 1, cut: 1, timeout: 100, deadlineReached: true })
   t.same(report.forced, ['drain: 1 request(s) cut at the 100ms deadline'])
   t.equal(report.exitCode, 1)
   t.equal(report.phases.at(-1)?.inFlight, 0, 'a cut request no longer counts as in flight')
@@ -113,7 +114,7 @@ test('a drain with nothing in flight takes no time, listening or not', async (t)
   const res = await app.inject('/')
   t.equal(res.statusCode, 200)
   await app.close()
-  t.match(app.lifecycle.report?.stages.drain, { inFlightAtClose: 0, cut: 0 })
+  t.match(app.lifecycle.report?.stages.drain, { inFlightAtClose: 0, cut: 0, deadlineReached: false })
   t.equal(app.lifecycle.report?.clean, true)
 })
 
@@ -133,7 +134,8 @@ test('HTTP/2: idle sessions get GOAWAY and let the drain end at once', async (t)
   const report = await app.lifecycle.shutdown()
   await goaway
   t.match(report.stages.drain, { cut: 0 })
-  t.equal(report.clean, true, 'the open session did not hold the drain until its deadline')
+  t.equal(report.clean, true)
+  t.equal(report.stages.drain!.deadlineReached, false, 'the open session did not hold the drain until its deadline')
 })
 
 test('HTTP/2: a connection opened during the pre-stop delay is served, then its session gets GOAWAY', async (t) => {
@@ -159,7 +161,7 @@ test('HTTP/2: a connection opened during the pre-stop delay is served, then its 
   delayOver.open()
   const report = await shutdown
   t.equal(report.clean, true)
-  t.match(report.stages.drain, { cut: 0 })
+  t.match(report.stages.drain, { cut: 0, deadlineReached: false })
 })
 
 test('HTTP/2: streams still running at the deadline are cut with their session', async (t) => {
@@ -211,7 +213,7 @@ test('a large response ended just before the listener closes reaches a slow clie
   const report = await shutdown
   t.ok(received > size, `all ${size} bytes of the body arrived, headers included (${received})`)
   t.equal(report.clean, true)
-  t.match(report.stages.drain, { cut: 0 })
+  t.match(report.stages.drain, { cut: 0, deadlineReached: false })
 })
 
 test('HTTPS: in-flight requests finish with Connection: close and idle TLS sockets are closed', async (t) => {
@@ -240,7 +242,8 @@ test('HTTPS: in-flight requests finish with Connection: close and idle TLS socke
   t.equal(await res.body.text(), 'held')
   t.equal(res.headers.connection, 'close')
   const report = await shutdown
-  t.equal(report.clean, true, 'no socket held the drain until its deadline')
+  t.equal(report.clean, true)
+  t.equal(report.stages.drain!.deadlineReached, false, 'no socket held the drain until its deadline')
   t.match(report.stages.drain, { inFlightAtClose: 1, cut: 0 })
 })
 
@@ -278,5 +281,5 @@ test('a keep-alive client half-way through sending its next request when the lis
   t.ok(received.endsWith('/second'), 'whole')
   const report = await shutdown
   t.equal(report.clean, true)
-  t.match(report.stages.drain, { cut: 0 })
+  t.match(report.stages.drain, { cut: 0, deadlineReached: false })
 })

@@ -107,6 +107,7 @@ test('deadlineSignal is aborted ahead of the deadline, so long work can answer i
   t.equal(res.statusCode, 200)
   t.same(await res.body.json(), { partial: true })
   t.equal(report.stages.drain!.cut, 0, 'answered before the cut')
+  t.equal(report.stages.drain!.deadlineReached, false, 'the answer ended the drain before its deadline')
   t.equal(report.clean, true)
 })
 

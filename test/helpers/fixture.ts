@@ -1,8 +1,10 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { readdirSync, statSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
+import type { ShutdownReport } from '../../lib/report.js'
 
 /** One pino line from the child, parsed. */
 export type LogLine = Record<string, unknown> & { msg?: string, level: number }
@@ -22,22 +24,52 @@ export interface Fixture {
   /** The `phase` fields of the lifecycle's phase lines, in order. */
   phases: () => string[]
   /** The shutdown report, once logged. */
-  report: () => Record<string, any> | undefined
+  report: () => ShutdownReport | undefined
   kill: (signal: NodeJS.Signals) => void
 }
 
 const fixtures = fileURLToPath(new URL('../fixtures/', import.meta.url))
+const root = new URL('../../', import.meta.url)
+
+/**
+ * Fixtures run the built package: a test of stale code would prove nothing. Fails loudly when
+ * a source under lib/ or plugins/ is newer than dist/ (`npm test` builds first).
+ */
+function checkBuilt (): void {
+  let built: number
+  try {
+    built = statSync(new URL('dist/plugins/index.js', root)).mtimeMs
+  } catch {
+    throw new Error('dist/ is missing: the integration fixtures run the built package; run `npm run build` (npm test does)')
+  }
+  for (const dir of ['lib', 'plugins']) {
+    for (const file of readdirSync(new URL(`${dir}/`, root))) {
+      if (statSync(new URL(`${dir}/${file}`, root)).mtimeMs > built) {
+        throw new Error(`${dir}/${file} is newer than dist/: run \`npm run build\` (npm test does) before the integration tests`)
+      }
+    }
+  }
+}
+
+/**
+ * The child's Node flags: tap's, for coverage (processinfo) and source maps, without its
+ * TypeScript loader, which fixtures (plain JavaScript on dist/) do not need and which costs
+ * about 1.2 s per process start.
+ */
+const execArgv = process.execArgv.filter((arg) => !arg.includes('@tapjs/typescript'))
 
 function matcher (match: Match): (line: LogLine) => boolean {
   return typeof match === 'string' ? (line) => line.msg === match : match
 }
 
 /**
- * Forks a fixture (tap's TypeScript loader and coverage come along through execArgv), reads
+ * Forks a fixture (coverage comes along through execArgv), reads
  * its log lines, and kills it with SIGKILL when the test ends if it is still running.
  */
 export async function startFixture (t: Test, file: string, env: Record<string, string> = {}, opts: { waitListening?: boolean } = {}): Promise<Fixture> {
+  checkBuilt()
   const child = fork(fixtures + file, [], {
+    execArgv,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit', 'ipc']
   })
@@ -85,7 +117,7 @@ export async function startFixture (t: Test, file: string, env: Record<string, s
     },
     logs: (match) => lines.filter(matcher(match)),
     phases: () => lines.filter((l) => l.msg === 'lifecycle: phase changed').map((l) => l.phase as string),
-    report: () => lines.find((l) => l.msg === 'lifecycle: shutdown report')?.report as Record<string, any> | undefined,
+    report: () => lines.find((l) => l.msg === 'lifecycle: shutdown report')?.report as ShutdownReport | undefined,
     kill: (signal) => { child.kill(signal) }
   }
   if (opts.waitListening !== false) {

@@ -10,7 +10,7 @@ test('SIGTERM with pg queries and Redis commands in flight: all answered, then p
   await requirePg()
   await requireRedis()
   const name = appName()
-  const proc = await startFixture(t, 'teardown-service.ts', { APP_NAME: name, PRE_STOP_DELAY_MS: '0' })
+  const proc = await startFixture(t, 'teardown-service.js', { APP_NAME: name, PRE_STOP_DELAY_MS: '0' })
   t.ok(await pgConnections(name) > 0, 'the service holds PostgreSQL connections')
   t.equal(await redisClients(name), 1, 'and one Redis connection')
 
@@ -42,7 +42,7 @@ test('a resource whose close never settles is cut at its timeout; the others clo
   await requirePg()
   await requireRedis()
   const name = appName()
-  const proc = await startFixture(t, 'teardown-service.ts', { APP_NAME: name, HANG_TEARDOWN: '1', GRACEFUL_TIMEOUT_MS: '15000' })
+  const proc = await startFixture(t, 'teardown-service.js', { APP_NAME: name, HANG_TEARDOWN: '1', GRACEFUL_TIMEOUT_MS: '15000' })
   proc.kill('SIGTERM')
   t.equal(await proc.exitCode, 1)
   const report = proc.report()!
@@ -56,7 +56,7 @@ test('a resource whose close never settles is cut at its timeout; the others clo
 test('held work: the drain waits for release() before teardown closes what the work uses', async (t) => {
   await requireRedis()
   await requirePg()
-  const proc = await startFixture(t, 'teardown-service.ts', { APP_NAME: appName(), WORKER: '1', JOB_MS: '600' })
+  const proc = await startFixture(t, 'teardown-service.js', { APP_NAME: appName(), WORKER: '1', JOB_MS: '600' })
   await proc.waitForLog('worker: job started')
   proc.kill('SIGTERM')
   t.equal(await proc.exitCode, 0, 'the job finished, its Redis write succeeded')
@@ -72,7 +72,7 @@ test('held work: the drain waits for release() before teardown closes what the w
 test('held work still running at the drain deadline is reported as cut, exit 1', async (t) => {
   await requireRedis()
   await requirePg()
-  const proc = await startFixture(t, 'teardown-service.ts', { APP_NAME: appName(), WORKER: '1', JOB_MS: '20000', DRAIN_TIMEOUT_MS: '300' })
+  const proc = await startFixture(t, 'teardown-service.js', { APP_NAME: appName(), WORKER: '1', JOB_MS: '20000', DRAIN_TIMEOUT_MS: '300' })
   await proc.waitForLog('worker: job started')
   proc.kill('SIGTERM')
   t.equal(await proc.exitCode, 1)
@@ -84,15 +84,15 @@ test('held work still running at the drain deadline is reported as cut, exit 1',
 test('Redis unreachable at shutdown: teardown finishes within its timeout and the process exits', async (t) => {
   await requirePg()
   const own = await startOwnRedis(t)
-  const proc = await startFixture(t, 'teardown-service.ts', { APP_NAME: appName(), REDIS_URL: own.url, RESOURCE_TIMEOUT_MS: '1000' })
+  const proc = await startFixture(t, 'teardown-service.js', { APP_NAME: appName(), REDIS_URL: own.url, RESOURCE_TIMEOUT_MS: '1000' })
   await own.stop()
   await proc.waitForLog('fixture: redis error')
   proc.kill('SIGTERM')
   const code = await proc.exitCode
   const report = proc.report()!
-  const redis = report.stages.teardown!.resources.find((r: { name: string }) => r.name === 'redis')
-  t.equal(redis.outcome, 'closed', 'ioredis ends a client it cannot reach when asked to quit')
-  t.ok(redis.durationMs < 1000, 'within its 1000ms timeout')
+  const redis = report.stages.teardown!.resources.find((r) => r.name === 'redis')
+  t.match(redis, { outcome: 'closed' }, 'ioredis ends a client it cannot reach when asked to quit')
+  t.ok((redis?.durationMs ?? Infinity) < 1000, 'within its 1000ms timeout')
   t.equal(code, 0)
   t.equal(proc.logs('lifecycle: shutdown abandoned, exiting now').length, 0, 'no deadline had to end it')
 })
