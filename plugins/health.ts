@@ -179,11 +179,18 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
   const paths = Object.entries(config.paths).filter((entry): entry is [ProbeKind, string] => entry[1] !== false)
 
   /** Takes the request if it is for a probe; false lets it go on to Fastify. */
+  // This runs for every request the service gets: most are told apart from a probe by the
+  // second character of their URL alone, with no allocation.
+  const probes = paths.map((entry) => entry[0])
+  const probePaths = paths.map((entry) => entry[1])
+  const secondChars = new Set(probePaths.map((path) => path.charCodeAt(1)))
   function handleProbe (request: RawRequest, response: RawResponse): boolean {
     const url = request.url as string
-    for (let i = 0; i < paths.length; i++) {
-      const [probe, path] = paths[i]
+    if (!secondChars.has(url.charCodeAt(1))) return false
+    for (let i = 0; i < probePaths.length; i++) {
+      const path = probePaths[i]
       if (!url.startsWith(path)) continue
+      const probe = probes[i]
       const queryAt = url.indexOf('?')
       let rest = (queryAt === -1 ? url : url.slice(0, queryAt)).slice(path.length)
       if (rest.endsWith('/')) rest = rest.slice(0, -1)

@@ -8,17 +8,7 @@ import { test } from 'tap'
 import Fastify from 'fastify'
 import { Client } from 'undici'
 import drain from '../plugins/drain.js'
-
-function origin (app: { server: { address: () => unknown } }): string {
-  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
-}
-
-/** A promise and its resolver: the test decides when a route may answer. */
-function gate () {
-  let open!: () => void
-  const opened = new Promise<void>((resolve) => { open = resolve })
-  return { open, opened }
-}
+import { gate, originOf as origin } from './helpers/app.js'
 
 test('from draining on, every HTTP/1 response asks the client to close, in-flight ones included', async (t) => {
   const app = Fastify()

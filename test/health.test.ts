@@ -1,6 +1,4 @@
 import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
-import { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -8,6 +6,7 @@ import underPressure from '@fastify/under-pressure'
 import { Client, Pool, request } from 'undici'
 import lifecycle, { health, type FastifyLifecycleOptions } from '../plugins/index.js'
 import type { IncomingMessage } from 'node:http'
+import { captureLogs, gate, originOf } from './helpers/app.js'
 import { freePort } from './helpers/services.js'
 
 interface Answer { status: number, body: string, headers: Record<string, string | string[] | undefined> }
@@ -15,16 +14,6 @@ interface Answer { status: number, body: string, headers: Record<string, string 
 async function probe (origin: string, path: string, init: { method?: 'GET' | 'HEAD' | 'POST', json?: boolean } = {}): Promise<Answer> {
   const res = await request(origin + path, { method: init.method ?? 'GET', headers: init.json === true ? { accept: 'application/json' } : {} })
   return { status: res.statusCode, body: await res.body.text(), headers: res.headers }
-}
-
-function originOf (app: FastifyInstance): string {
-  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
-}
-
-function gate () {
-  let open!: () => void
-  const opened = new Promise<void>((resolve) => { open = resolve })
-  return { open, opened }
 }
 
 /** An app with the whole suite except signal handling, listening on 127.0.0.1. */
@@ -195,8 +184,7 @@ test('a failing non-critical check is reported but does not fail readiness', asy
 })
 
 test('failure reasons: withheld by default, shown when allowed, always logged', async (t) => {
-  const lines: Array<Record<string, unknown>> = []
-  const stream = new Writable({ write (chunk, _enc, done) { lines.push(JSON.parse(String(chunk))); done() } })
+  const { stream, lines } = captureLogs()
   const app = Fastify({ logger: { level: 'info', stream } })
   t.teardown(() => app.close())
   await app.register(lifecycle, { graceful: false, health: { exposeFailureDetails: true } })
@@ -211,14 +199,16 @@ test('failure reasons: withheld by default, shown when allowed, always logged', 
   t.match(answer.body, /\[-\]odd failed: a string/)
   const logged = lines.filter((l) => l.msg === 'health: check failed').map((l) => [l.check, l.error]).sort()
   t.same(logged, [['db', 'password authentication failed for user "app"'], ['flag', 'returned false'], ['odd', 'a string']], 'logged once per check when it starts failing')
+  const db = lines.find((l) => l.msg === 'health: check failed' && l.check === 'db')
+  t.match(db?.err, { type: 'Error', message: 'password authentication failed for user "app"', stack: /Error: password authentication failed[^]*health\.test\.ts/ }, 'with the error itself, stack included')
+  t.equal(lines.find((l) => l.msg === 'health: check failed' && l.check === 'flag')?.err, undefined, 'a check that returned false threw nothing')
   await probe(originOf(app), '/readyz')
   t.equal(lines.filter((l) => l.msg === 'health: check failed').length, 3, 'not again while it keeps failing')
   t.equal(lines.filter((l) => l.msg === 'incoming request' || l.msg === 'health: probe answered').length, 0, 'probes are not logged at info')
 })
 
 test('a check that recovers is logged once', async (t) => {
-  const lines: Array<Record<string, unknown>> = []
-  const stream = new Writable({ write (chunk, _enc, done) { lines.push(JSON.parse(String(chunk))); done() } })
+  const { stream, lines } = captureLogs()
   const app = Fastify({ logger: { level: 'info', stream } })
   t.teardown(() => app.close())
   let healthy = false

@@ -214,8 +214,11 @@ test('with the drain plugin, requests count in flight until their response close
 test('hold(): held work is named until released; idle() resolves once nothing is held', async (t) => {
   const { app, lifecycle } = appWithLifecycle()
   t.teardown(() => app.close())
-  await lifecycle.idle()
-  t.pass('idle at once when nothing is held')
+  let settled = false
+  const atOnce = lifecycle.idle().then(() => { settled = true })
+  await Promise.resolve()
+  t.equal(settled, true, 'idle at once when nothing is held: settled within one microtask turn')
+  await atOnce
   const a = lifecycle.hold('import')
   const b = lifecycle.hold('email')
   t.same(lifecycle.held, ['import', 'email'])

@@ -5,10 +5,7 @@ import { test } from 'tap'
 import Fastify from 'fastify'
 import { request } from 'undici'
 import lifecycle, { drain } from '../plugins/index.js'
-
-function originOf (app: { server: { address: () => unknown } }): string {
-  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
-}
+import { originOf } from './helpers/app.js'
 
 test('an SSE handler that keeps writing after its stream was ended does not crash the process', async (t) => {
   const app = Fastify()

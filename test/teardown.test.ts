@@ -243,6 +243,23 @@ test('an `after` naming an unknown resource fails the boot, naming both', async 
   await t.rejects(async () => { await app.ready() }, { code: 'FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY', message: /'db' is to close after 'cahce', which is not registered/ })
 })
 
+test('close() after a boot that failed on the teardown order skips what can never start, at once', async (t) => {
+  for (const after of [{ db: ['cahce'] }, { db: ['queue'], queue: ['db'] }] as Array<Record<string, string[]>>) {
+    const app = await closedApp({ timeout: 10_000 })
+    app.lifecycle.teardown('cache', () => {})
+    for (const [name, deps] of Object.entries(after)) app.lifecycle.teardown(name, () => {}, { after: deps })
+    await t.rejects(async () => { await app.ready() })
+    const started = performance.now()
+    await app.close()
+    const took = performance.now() - started
+    t.ok(took < 1000, `close() took ${Math.round(took)}ms, far below the 10000ms teardown deadline`)
+    const report = app.lifecycle.report!
+    t.same(outcomes(report.stages.teardown!.resources), [['cache', 'closed'], ...Object.keys(after).reverse().map((name) => [name, 'skipped'])], 'the others still close; the unreachable ones are skipped')
+    t.match(report.forced.at(-1), /skipped: its after \(.+\) can never be met$/)
+    t.equal(report.phases.find((p) => p.phase === 'draining')?.phase, 'draining', 'the report is complete')
+  }
+})
+
 test('a cycle in `after` fails the boot and shows the cycle', async (t) => {
   const app = await closedApp()
   t.teardown(() => app.close())
@@ -259,8 +276,9 @@ test('a resource registered after ready is checked at once, and rejected without
   app.lifecycle.teardown('db', () => {})
   await app.ready()
   t.throws(() => app.lifecycle.teardown('cache', () => {}, { after: ['nope'] }), { code: 'FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY' })
-  app.lifecycle.teardown('cache', () => {}, { after: ['db'] })
-  t.pass('the rejected registration left no entry behind')
+  t.doesNotThrow(() => app.lifecycle.teardown('cache', () => {}, { after: ['db'] }), 'the rejected registration left no entry behind: the name is free again')
+  const report = await app.lifecycle.shutdown()
+  t.same(report.stages.teardown!.resources.map((r) => [r.name, r.outcome]), [['db', 'closed'], ['cache', 'closed']], 'and only the accepted one is closed, after db as it asked')
 })
 
 test('a resource registered once the teardown runs is refused: it would never be closed', async (t) => {

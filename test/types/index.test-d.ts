@@ -18,13 +18,15 @@ import lifecycle, {
   type CheckOptions,
   type ProbeKind,
   type LongLivedHandle,
+  type DrainStage,
+  type ReportStages,
   teardown,
   health
 } from 'fastify-lifecycle'
 import healthAlone from 'fastify-lifecycle/health'
 import teardownAlone from 'fastify-lifecycle/teardown'
 import gracefulAlone from 'fastify-lifecycle/graceful'
-import { FST_LIFECYCLE_INVALID_OPTION } from 'fastify-lifecycle/errors'
+import { FST_LIFECYCLE_INVALID_ARGUMENT, FST_LIFECYCLE_INVALID_OPTION } from 'fastify-lifecycle/errors'
 
 const app = Fastify()
 
@@ -130,3 +132,30 @@ expectAssignable<GracefulOptions>({ signals: ['SIGHUP', 'SIGUSR2'] })
 
 // Errors are constructible with a code.
 expectType<'FST_LIFECYCLE_INVALID_OPTION'>(new FST_LIFECYCLE_INVALID_OPTION('a', 'b', 'c').code)
+
+// The report is typed per stage: no casts.
+declare const report: ShutdownReport
+expectType<boolean | undefined>(report.stages.drain?.deadlineReached)
+expectType<number | undefined>(report.stages.drain?.cut)
+expectType<boolean | undefined>(report.stages.preStop?.skipped)
+expectType<TeardownResult[] | undefined>(report.stages.teardown?.resources)
+expectAssignable<DrainStage>({ inFlightAtClose: 0, heldAtClose: [], cut: 0, heldCut: [], longLived: { notified: 0, closed: 0, cut: 0 }, timeout: 5000, durationMs: 1, deadlineReached: false })
+expectAssignable<ReportStages>({})
+expectError(report.stages.custom)
+
+// The plugin plumbing is not on the user's type.
+expectError(app.lifecycle.record('drain', {}))
+expectError(app.lifecycle.markForced('drain', 'x'))
+expectError(app.lifecycle.abandon('x'))
+expectError(app.lifecycle.useChecks)
+expectError(app.lifecycle.countInFlightWith(() => 0))
+expectError(app.lifecycle.install(app))
+// Long-lived connections are read-only to users.
+expectError(app.lifecycle.longLivedConnections.add({ kind: 'x', notify: () => {}, destroy: () => {}, notified: false }))
+expectType<number>(app.lifecycle.longLivedConnections.size)
+
+// Plugin authors: phase steps and budgets.
+expectType<void>(app.lifecycle.during('draining', async () => {}))
+expectError(app.lifecycle.during('closed', () => {}))
+expectType<void>(app.lifecycle.setBudget('queue', 1000))
+expectType<'FST_LIFECYCLE_INVALID_ARGUMENT'>(new FST_LIFECYCLE_INVALID_ARGUMENT('a', 'b', 'c').code)
