@@ -15,15 +15,15 @@ export type CheckFunction = () => unknown
 
 export interface CheckOptions {
   /** Longest a run may take, in ms; a run still going then fails as timed out. Keep it below the probe's timeoutSeconds. @default 800 */
-  timeout?: number
+  timeout?: number | undefined
   /** A failing critical check fails its probe; a non-critical one is only reported. @default true */
-  critical?: boolean
+  critical?: boolean | undefined
   /** The probes the check belongs to. Liveness checks are for the process itself, never for a dependency. @default 'readiness' */
-  probe?: ProbeKind | readonly ProbeKind[]
+  probe?: ProbeKind | readonly ProbeKind[] | undefined
   /** Reuse a result for this long, in ms. With 0, every probe runs the check (concurrent probes still share one run). @default 0 */
-  cacheTtl?: number
+  cacheTtl?: number | undefined
   /** Run the check in the background every this many ms; probes read its latest result. 0 is off. @default 0 */
-  refreshInterval?: number
+  refreshInterval?: number | undefined
 }
 
 export interface CheckResult {

@@ -24,6 +24,7 @@ import {
   kWork
 } from './symbols.js'
 import type { Closable, CloseFunction, TeardownRegistry, TeardownResourceOptions } from './teardown.js'
+import { logFatal } from './fatal.js'
 import { messageOf } from './timers.js'
 import { WorkRegistry, type HeldWork, type LongLivedConnection, type LongLivedHandle, type TrackedLongLived } from './work.js'
 
@@ -287,7 +288,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   [kAbandon] (why: string): ShutdownReport {
     this.#report.markForced('lifecycle', why)
     const report = this.#report.build(performance.now(), this.#cause ?? { cause: 'close' }, this.#closeError)
-    this.#log.error({ report, phase: this.#phase }, 'lifecycle: shutdown abandoned, exiting now')
+    logFatal(this.#log, { report, phase: this.#phase }, 'lifecycle: shutdown abandoned, exiting now')
     return report
   }
 

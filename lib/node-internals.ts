@@ -1,7 +1,7 @@
 /**
  * Everything in the suite that leans on Node (and Fastify) behaviour beyond their documented
  * APIs, in one place. Each workaround says what it works around, the upstream issue, the Node
- * versions it was tested on (20.20 and 24.21, the two CI runs), and which canary test in
+ * versions it was tested on (20.20 and 24.22, the two CI runs), and which canary test in
  * test/node-internals.test.ts fails the day Node no longer behaves that way, so the
  * workaround can go. Public APIs are used wherever they exist: `socket.writableLength` for a
  * socket still flushing, the `http.server.request.start` diagnostics channel for requests
@@ -107,7 +107,7 @@ export function isEventStream (request: RawRequest, response: RawResponse): bool
 // ---------------------------------------------------------------------------------------------
 // 4. Requests that arrive during a shutdown: the `http.server.request.start` channel.
 //
-// Public (tested on Node 20.20 and 24.21), published for every HTTP/1 request before the
+// Public (tested on Node 20.20 and 24.22), published for every HTTP/1 request before the
 // server's 'request' listeners run, so even a synchronous route has not sent its headers yet.
 // The drain subscribes only from the start of a shutdown: while the service is ready, nothing
 // runs per request. HTTP/2 compatibility requests are not published there; the drain listens

@@ -6,7 +6,7 @@ import { deadline } from './timers.js'
 /** Options of `lifecycle.startupTask()`. */
 export interface StartupTaskOptions {
   /** Wait before running a failed task again, in ms. @default 1000 */
-  retryDelay?: number
+  retryDelay?: number | undefined
 }
 
 /** Start-up tasks of one server: work that must succeed before it is `ready`. */

@@ -26,9 +26,9 @@ export interface Closable {
 
 export interface TeardownResourceOptions {
   /** Longest wait for this resource to close, in ms. @default the teardown plugin's `resourceTimeout` */
-  timeout?: number
+  timeout?: number | undefined
   /** Resources that must be closed before this one starts closing: this one outlives them. */
-  after?: readonly string[]
+  after?: readonly string[] | undefined
 }
 
 export type TeardownOutcome = 'closed' | 'failed' | 'timed out' | 'skipped'

@@ -17,19 +17,19 @@ export interface DrainOptions {
    * Longest wait for in-flight requests once the listener closes, in ms. Requests still
    * running then are cut, and the shutdown counts as forced. @default 5000
    */
-  timeout?: number
+  timeout?: number | undefined
   /**
    * When long-lived connections (WebSockets, SSE streams) are told to go: `'draining'`, at the
    * signal, or `'closing'`, at the end of the pre-stop delay. @default 'draining'
    */
-  notifyAt?: 'draining' | 'closing'
+  notifyAt?: 'draining' | 'closing' | undefined
   /** The `retry:` hint, in ms, sent with the final event of an SSE stream. @default 1000 */
-  sseRetry?: number
+  sseRetry?: number | undefined
   /**
    * How long before the deadline `lifecycle.deadlineSignal` is aborted, in ms, so handlers
    * doing long work can answer before they are cut. @default a tenth of timeout, at most 1000
    */
-  abortBefore?: number
+  abortBefore?: number | undefined
 }
 
 export interface ResolvedDrainOptions {
@@ -287,5 +287,7 @@ function ignoreWriteAfterEnd (err: NodeJS.ErrnoException): void {
   if (err.code !== 'ERR_STREAM_WRITE_AFTER_END') throw err
 }
 
+// The `fastify.lifecycle` decorator's type comes with this piece alone too, as with the suite.
+export type { Lifecycle } from '../lib/lifecycle.js'
 export default fp(drain, { name: 'fastify-lifecycle-drain', fastify: '5.x' })
 export { drain as fastifyLifecycleDrain }

@@ -2,6 +2,7 @@ import closeWithGrace from 'close-with-grace'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { FST_LIFECYCLE_BUDGET_EXCEEDED, FST_LIFECYCLE_INVALID_OPTION, FST_LIFECYCLE_SHUTDOWN_FORCED, FST_LIFECYCLE_UNKNOWN_SIGNAL } from '../lib/errors.js'
+import { logFatal, shows } from '../lib/fatal.js'
 import { useLifecycle } from '../lib/lifecycle.js'
 import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
 import { kAbandon, kClaim, kReadyCheck } from '../lib/symbols.js'
@@ -12,15 +13,15 @@ export type HandledSignal = typeof HANDLED_SIGNALS[number]
 
 export interface GracefulOptions {
   /** Signals that start a graceful shutdown; a second one forces exit. @default ['SIGTERM', 'SIGINT'] */
-  signals?: readonly HandledSignal[]
+  signals?: readonly HandledSignal[] | undefined
   /**
    * Overall deadline for the whole shutdown, from the first signal to exit, in ms. When it
    * passes, the process exits with code 1 whatever is still running. Keep it below
    * Kubernetes' `terminationGracePeriodSeconds`. @default 25000
    */
-  timeout?: number
+  timeout?: number | undefined
   /** Shut down gracefully (exit code 1) on an uncaught exception or unhandled rejection. @default true */
-  handleErrors?: boolean
+  handleErrors?: boolean | undefined
 }
 
 export interface ResolvedGracefulOptions {
@@ -89,7 +90,7 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
       lifecycle[kAbandon](`second ${signal} received`)
     },
     onSecondError (err) {
-      log.error({ err }, 'graceful: another uncaught error during the shutdown')
+      logFatal(log, { err }, 'graceful: another uncaught error during the shutdown')
       lifecycle[kAbandon]('second uncaught error')
     },
     onTimeout (delay) {
@@ -97,12 +98,16 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
     }
   }, async function shutdownGracefully ({ signal, err }) {
     if (err !== undefined) {
-      log.error({ err }, 'graceful: uncaught error, shutting down')
+      logFatal(log, { err }, 'graceful: uncaught error, shutting down')
     } else {
       log.info({ signal, timeout: config.timeout }, 'graceful: signal received, shutting down')
     }
     const report = await lifecycle.shutdown(err !== undefined ? { cause: 'error', error: err } : { cause: signal as string })
     log[report.exitCode === 0 ? 'info' : 'warn']({ exitCode: report.exitCode, totalMs: report.totalMs, forced: report.forced }, 'graceful: shutdown complete, exiting')
+    if (report.exitCode !== 0 && !shows(log, 'warn')) {
+      // With the logger off, the one line that says why the exit code is 1.
+      process.stderr.write(`fastify-lifecycle: shutdown not clean, exiting with code 1: ${[...report.forced, ...(report.error === undefined ? [] : [`error: ${report.error}`])].join('; ')}\n`)
+    }
     // close-with-grace exits 1 on an error cause or a rejection, 0 otherwise.
     if (report.forced.length > 0) throw new FST_LIFECYCLE_SHUTDOWN_FORCED(report.forced.join('; '))
   })
@@ -114,5 +119,7 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
   })
 }
 
+// The `fastify.lifecycle` decorator's type comes with this piece alone too, as with the suite.
+export type { Lifecycle } from '../lib/lifecycle.js'
 export default fp(graceful, { name: 'fastify-lifecycle-graceful', fastify: '5.x' })
 export { graceful as fastifyLifecycleGraceful }

@@ -22,34 +22,34 @@ export type ProbeLogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fat
 /** How the probes use @fastify/under-pressure, when it is registered. */
 export interface UnderPressureOptions {
   /** Fail readiness while under-pressure reports pressure. @default true */
-  readiness?: boolean
+  readiness?: boolean | undefined
   /** Fail liveness while the measured event loop delay is over this many ms. @default 1000 */
-  maxEventLoopDelay?: number
+  maxEventLoopDelay?: number | undefined
 }
 
 export interface HealthOptions {
   /** Path of the liveness probe; `false` for none. @default '/livez' */
-  livenessPath?: string | false
+  livenessPath?: string | false | undefined
   /** Path of the readiness probe; `false` for none. @default '/readyz' */
-  readinessPath?: string | false
+  readinessPath?: string | false | undefined
   /** Path of the startup probe; `false` for none. @default '/startupz' */
-  startupPath?: string | false
+  startupPath?: string | false | undefined
   /** Checks to register, as with `fastify.lifecycle.check(name, check, options)`. @default [] */
-  checks?: readonly HealthCheckOption[]
+  checks?: readonly HealthCheckOption[] | undefined
   /** Show why a check failed (error messages may name hosts) in probe answers; it is always logged. @default false */
-  exposeFailureDetails?: boolean
+  exposeFailureDetails?: boolean | undefined
   /** Level of the line logged for each probe answered. @default 'debug' */
-  logLevel?: ProbeLogLevel
+  logLevel?: ProbeLogLevel | undefined
   /** Serve the probes on a listener of their own, on this port (0: any free port), instead of the service's. */
-  port?: number
+  port?: number | undefined
   /** Address of the probe listener, with `port`. @default '0.0.0.0' */
-  host?: string
+  host?: string | undefined
   /**
    * With @fastify/under-pressure registered: `readiness` fails readiness while it reports
    * pressure; liveness fails while its measured event loop delay is over `maxEventLoopDelay` ms.
    * `false` ignores it. @default { readiness: true, maxEventLoopDelay: 1000 }
    */
-  underPressure?: UnderPressureOptions | false
+  underPressure?: UnderPressureOptions | false | undefined
 }
 
 export interface ResolvedHealthOptions {
@@ -358,5 +358,7 @@ async function listenForProbes (fastify: FastifyInstance, config: ResolvedHealth
   })
 }
 
+// The `fastify.lifecycle` decorator's type comes with this piece alone too, as with the suite.
+export type { Lifecycle } from '../lib/lifecycle.js'
 export default fp(health, { name: 'fastify-lifecycle-health', fastify: '5.x' })
 export { health as fastifyLifecycleHealth }

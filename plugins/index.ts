@@ -11,15 +11,15 @@ import teardown, { resolveTeardownOptions, type TeardownOptions } from './teardo
 
 export interface FastifyLifecycleOptions {
   /** Liveness, readiness and startup probes and their checks; `false` to serve your own. */
-  health?: HealthOptions | false
+  health?: HealthOptions | false | undefined
   /** Signal handling and the overall deadline; `false` to handle signals yourself. */
-  graceful?: GracefulOptions | false
+  graceful?: GracefulOptions | false | undefined
   /** The delay between the signal and closing the listener; `false` for none. */
-  preStop?: PreStopOptions | false
+  preStop?: PreStopOptions | false | undefined
   /** In-flight request tracking and the drain deadline; `false` to leave connections to Fastify. */
-  drain?: DrainOptions | false
+  drain?: DrainOptions | false | undefined
   /** `fastify.lifecycle.teardown()` and its deadlines; `false` to close resources yourself. */
-  teardown?: TeardownOptions | false
+  teardown?: TeardownOptions | false | undefined
 }
 
 const PIECES = keysOf<FastifyLifecycleOptions>()({ health: true, graceful: true, preStop: true, drain: true, teardown: true })

@@ -12,7 +12,7 @@ export interface PreStopOptions {
    * load balancers stop sending traffic before the listener closes, in ms. Skipped when the
    * instance never became ready. @default 5000
    */
-  delay?: number
+  delay?: number | undefined
 }
 
 export interface ResolvedPreStopOptions {
@@ -41,10 +41,18 @@ const preStop: FastifyPluginAsync<PreStopOptions> = async function preStop (fast
 
   lifecycle.setBudget('preStop', config.delay)
 
+  // A listen() that fails (EADDRINUSE, EACCES) comes after ready: the instance was `ready` but
+  // never served, so no load balancer has anything to stop sending. Watched until it listens.
+  const server = fastify.server
+  let listenFailed = false
+  function listenFailedBeforeListening (): void { listenFailed = true }
+  server.once('error', listenFailedBeforeListening)
+  server.once('listening', function listening () { server.removeListener('error', listenFailedBeforeListening) })
+
   lifecycle.during('draining', async function preStopDelay () {
-    if (!lifecycle.everReady) {
+    if (!lifecycle.everReady || listenFailed) {
       // No load balancer was ever told to send traffic here: nothing to wait for.
-      log.info({ delay: config.delay }, 'pre-stop: instance was never ready, skipping the delay')
+      log.info({ delay: config.delay }, listenFailed ? 'pre-stop: the service failed to listen, skipping the delay' : 'pre-stop: instance was never ready, skipping the delay')
       lifecycle[kRecord]('preStop', { delay: config.delay, waitedMs: 0, skipped: true })
       return
     }
@@ -57,5 +65,7 @@ const preStop: FastifyPluginAsync<PreStopOptions> = async function preStop (fast
   })
 }
 
+// The `fastify.lifecycle` decorator's type comes with this piece alone too, as with the suite.
+export type { Lifecycle } from '../lib/lifecycle.js'
 export default fp(preStop, { name: 'fastify-lifecycle-pre-stop', fastify: '5.x' })
 export { preStop as fastifyLifecyclePreStop }

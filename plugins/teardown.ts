@@ -14,14 +14,14 @@ export interface TeardownOptions {
    * Overall deadline for closing every registered resource, in ms. Resources not closed by then
    * are reported and the shutdown counts as forced. @default 10000
    */
-  timeout?: number
+  timeout?: number | undefined
   /** Default longest wait for one resource, in ms; `teardown(name, r, { timeout })` overrides it. @default 3000 */
-  resourceTimeout?: number
+  resourceTimeout?: number | undefined
   /**
    * Close resources at the same time when no `after` relation orders them. Off, they close one
    * at a time in reverse registration order. @default false
    */
-  parallel?: boolean
+  parallel?: boolean | undefined
 }
 
 export interface ResolvedTeardownOptions {
@@ -76,5 +76,7 @@ const teardown: FastifyPluginAsync<TeardownOptions> = async function teardown (f
   })
 }
 
+// The `fastify.lifecycle` decorator's type comes with this piece alone too, as with the suite.
+export type { Lifecycle } from '../lib/lifecycle.js'
 export default fp(teardown, { name: 'fastify-lifecycle-teardown', fastify: '5.x' })
 export { teardown as fastifyLifecycleTeardown }

@@ -21,6 +21,8 @@ export interface Fixture {
   logs: (match: Match) => LogLine[]
   /** Resolves with the exit code (null when killed by a signal). */
   readonly exitCode: Promise<number | null>
+  /** What the child wrote to stderr so far (only with `stderr: 'pipe'`; else it goes to the test's). */
+  stderr: () => string
   /** The `phase` fields of the lifecycle's phase lines, in order. */
   phases: () => string[]
   /** The shutdown report, once logged. */
@@ -66,13 +68,15 @@ function matcher (match: Match): (line: LogLine) => boolean {
  * Forks a fixture (coverage comes along through execArgv), reads
  * its log lines, and kills it with SIGKILL when the test ends if it is still running.
  */
-export async function startFixture (t: Test, file: string, env: Record<string, string> = {}, opts: { waitListening?: boolean } = {}): Promise<Fixture> {
+export async function startFixture (t: Test, file: string, env: Record<string, string> = {}, opts: { waitListening?: boolean, stderr?: 'pipe' } = {}): Promise<Fixture> {
   checkBuilt()
   const child = fork(fixtures + file, [], {
     execArgv,
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc']
+    stdio: ['ignore', 'pipe', opts.stderr ?? 'inherit', 'ipc']
   })
+  let stderr = ''
+  child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk })
   const exited = once(child, 'exit').then(([code]) => code as number | null)
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
@@ -118,7 +122,8 @@ export async function startFixture (t: Test, file: string, env: Record<string, s
     logs: (match) => lines.filter(matcher(match)),
     phases: () => lines.filter((l) => l.msg === 'lifecycle: phase changed').map((l) => l.phase as string),
     report: () => lines.find((l) => l.msg === 'lifecycle: shutdown report')?.report as ShutdownReport | undefined,
-    kill: (signal) => { child.kill(signal) }
+    kill: (signal) => { child.kill(signal) },
+    stderr: () => stderr
   }
   if (opts.waitListening !== false) {
     const listening = await fixture.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('Server listening at '))
