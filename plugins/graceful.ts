@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs'
 import closeWithGrace from 'close-with-grace'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
@@ -77,6 +78,8 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
   lifecycle[kClaim]('fastify-lifecycle-graceful', 'signal handlers')
   const log = fastify.log.child({ plugin: 'graceful' })
 
+  const watched: string[] = [...config.signals, ...(config.handleErrors ? ['uncaughtException', 'unhandledRejection'] : [])]
+  const before = new Map(watched.map((event) => [event, new Set(process.listeners(event as 'SIGTERM'))]))
   const skip: closeWithGrace.AllEvents[] = ['beforeExit', 'SIGILL', 'SIGTRAP', 'SIGABRT', 'SIGBUS', 'SIGFPE', 'SIGSEGV']
   for (const signal of HANDLED_SIGNALS) if (!config.signals.includes(signal)) skip.push(signal)
   if (!config.handleErrors) skip.push('uncaughtException', 'unhandledRejection')
@@ -112,7 +115,27 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
     if (report.forced.length > 0) throw new FST_LIFECYCLE_SHUTDOWN_FORCED(report.forced.join('; '))
   })
 
+  // Our own listeners: those the close-with-grace call above added.
+  const own = new Set(watched.flatMap((event) => process.listeners(event as 'SIGTERM').filter((listener) => !(before.get(event) as Set<unknown>).has(listener))))
+
   lifecycle[kReadyCheck](function checkShutdownBudget () { checkBudget(lifecycle.budget, config.timeout) })
+
+  // Listeners added after ours would run at the same signal, and one that calls close() (as
+  // fastify-cli's does) would close the listener at once, skipping the pre-stop delay.
+  fastify.addHook('onReady', async function checkOtherSignalHandlers () {
+    const others = watched.flatMap((event) => process.listeners(event as 'SIGTERM')
+      .filter((listener) => !own.has(listener) && !(before.get(event) as Set<unknown>).has(listener))
+      .map((listener) => ({ event, listener })))
+    if (others.length === 0) return
+    if (startedByFastifyCli()) {
+      // fastify-cli's close-with-grace: it would call fastify.close() at the signal and exit
+      // 500 ms later (--close-grace-delay). This plugin does both, after the pre-stop delay.
+      for (const { event, listener } of others) process.removeListener(event, listener as () => void)
+      log.info({ events: [...new Set(others.map((other) => other.event))] }, 'graceful: fastify-cli\'s signal handling set aside, the suite runs the shutdown')
+      return
+    }
+    log.warn({ events: [...new Set(others.map((other) => other.event))] }, 'graceful: another handler listens for these signals and may close the app before the pre-stop delay is over; remove it (close-with-grace, process.on(\'SIGTERM\')): this plugin closes the app and exits')
+  })
 
   fastify.addHook('onClose', async function removeSignalHandlers () {
     handlers.uninstall()
@@ -121,5 +144,16 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
 
 // The `fastify.lifecycle` decorator's type comes with this piece alone too, as with the suite.
 export type { Lifecycle } from '../lib/lifecycle.js'
+/** True when this process is `fastify start …`: its main script is fastify-cli's. */
+function startedByFastifyCli (): boolean {
+  const main = process.argv[1]
+  if (main === undefined) return false
+  try {
+    return /[\\/]fastify-cli[^\\/]*[\\/]cli\.js$/.test(realpathSync(main))
+  } catch {
+    return false
+  }
+}
+
 export default fp(graceful, { name: 'fastify-lifecycle-graceful', fastify: '5.x' })
 export { graceful as fastifyLifecycleGraceful }

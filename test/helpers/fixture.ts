@@ -68,9 +68,10 @@ function matcher (match: Match): (line: LogLine) => boolean {
  * Forks a fixture (coverage comes along through execArgv), reads
  * its log lines, and kills it with SIGKILL when the test ends if it is still running.
  */
-export async function startFixture (t: Test, file: string, env: Record<string, string> = {}, opts: { waitListening?: boolean, stderr?: 'pipe' } = {}): Promise<Fixture> {
+export async function startFixture (t: Test, file: string, env: Record<string, string> = {}, opts: { waitListening?: boolean, stderr?: 'pipe', args?: string[] } = {}): Promise<Fixture> {
   checkBuilt()
-  const child = fork(fixtures + file, [], {
+  // A fixture of test/fixtures by name, or any script by absolute path (fastify-cli's).
+  const child = fork(file.startsWith('/') ? file : fixtures + file, opts.args ?? [], {
     execArgv,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', opts.stderr ?? 'inherit', 'ipc']
