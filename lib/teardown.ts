@@ -31,7 +31,11 @@ export interface TeardownResourceOptions {
   after?: readonly string[] | undefined
 }
 
-export type TeardownOutcome = 'closed' | 'failed' | 'timed out' | 'skipped'
+/**
+ * `'already closed'`: its owner closed it first (@fastify/postgres and @fastify/redis close
+ * their clients in onClose hooks of their own); not a failure.
+ */
+export type TeardownOutcome = 'closed' | 'already closed' | 'failed' | 'timed out' | 'skipped'
 
 /** One resource in the shutdown report. */
 export interface TeardownResult {
@@ -50,6 +54,8 @@ interface Entry {
   readonly name: string
   readonly index: number
   readonly method: string
+  /** Whether the resource says it is closed (or closing) already. */
+  readonly closed: () => boolean
   readonly close: () => unknown
   /** Called when the close timed out, to stop what it left running (a reconnect loop). */
   readonly force: (() => unknown) | undefined
@@ -106,7 +112,7 @@ export class TeardownRegistry {
 
     let entry: Entry
     if (typeof resource === 'function') {
-      entry = { name, index: this.#entries.size, method: 'function', close: resource, force: undefined, timeout, after: [...after] }
+      entry = { name, index: this.#entries.size, method: 'function', closed: () => false, close: resource, force: undefined, timeout, after: [...after] }
     } else {
       const method = resource !== null && typeof resource === 'object' ? closeMethodOf(resource) : undefined
       if (method === undefined) throw new FST_LIFECYCLE_TEARDOWN_NO_CLOSE_METHOD(name, describe(resource))
@@ -115,6 +121,7 @@ export class TeardownRegistry {
         name,
         index: this.#entries.size,
         method,
+        closed: () => closedAlready(resource),
         close: () => (resource[method] as () => unknown)(),
         force: forceMethod === undefined ? undefined : () => (resource[forceMethod] as () => unknown)(),
         timeout,
@@ -221,7 +228,23 @@ export class TeardownRegistry {
   }
 }
 
+/**
+ * Whether a client has been closed (or is closing) by someone else, by the flags the common
+ * clients keep: pg's Pool (`ending`, `ended`) and Client (`_ending`), ioredis (`status` 'end', or
+ * `manuallyClosing` from the moment quit() was called: its promise resolves on the server's OK,
+ * before the socket has closed), node-redis (`isOpen` false once closed, with `isReady` false).
+ */
+function closedAlready (resource: object): boolean {
+  const flags = resource as { ending?: unknown, ended?: unknown, _ending?: unknown, status?: unknown, manuallyClosing?: unknown, isOpen?: unknown, isReady?: unknown }
+  return flags.ending === true || flags.ended === true || flags._ending === true || flags.status === 'end' ||
+    flags.manuallyClosing === true || (flags.isOpen === false && flags.isReady === false)
+}
+
 async function closeOne (entry: Entry, log: FastifyBaseLogger): Promise<Pick<TeardownResult, 'outcome' | 'error'>> {
+  if (entry.closed()) {
+    log.info({ resource: entry.name, method: entry.method }, 'teardown: resource already closed by its owner')
+    return { outcome: 'already closed' }
+  }
   const settled = await settleWithin(entry.close, entry.timeout)
   if (settled.status === 'timed out') {
     log.warn({ resource: entry.name, method: entry.method, timeout: entry.timeout }, 'teardown: resource timed out')

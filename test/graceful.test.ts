@@ -1,6 +1,7 @@
 import { test } from 'tap'
 import Fastify from 'fastify'
 import graceful from '../plugins/graceful.js'
+import { captureLogs } from './helpers/app.js'
 
 const EVENTS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'uncaughtException', 'unhandledRejection', 'beforeExit'] as const
 
@@ -53,4 +54,39 @@ test('listeners are removed even when the budget check fails the boot', async (t
   await t.rejects(async () => { await app.ready() }, { code: 'FST_LIFECYCLE_BUDGET_EXCEEDED' })
   await app.close()
   t.same(added(before), [])
+})
+
+test('another signal handler added after the plugin is named at ready, with the fix; one added before is not', async (t) => {
+  const { stream, lines } = captureLogs()
+  const earlier = (): void => {}
+  const later = (): void => {}
+  process.on('SIGTERM', earlier)
+  t.teardown(() => { process.removeListener('SIGTERM', earlier); process.removeListener('SIGTERM', later) })
+  const app = Fastify({ logger: { level: 'info', stream } })
+  t.teardown(() => app.close())
+  await app.register(graceful)
+  process.on('SIGTERM', later)
+  await app.ready()
+  const warnings = lines.filter((l) => String(l.msg).startsWith('graceful: another handler listens for these signals'))
+  t.match(warnings, [{ level: 40, events: ['SIGTERM'], msg: /remove it \(close-with-grace, process\.on\('SIGTERM'\)\)/ }], 'one warning, naming the signal and the fix')
+  t.ok(process.listeners('SIGTERM').includes(later), 'outside fastify-cli, the other handler is left in place')
+})
+
+test('a main script that is not fastify-cli (one that does not exist, or none) gets the warning, not the take-over', async (t) => {
+  const main = process.argv[1]
+  t.teardown(() => { process.argv[1] = main })
+  for (const script of ['/no/such/dir/cli.js', undefined]) {
+    if (script === undefined) process.argv.splice(1, 1)
+    else process.argv[1] = script
+    const { stream, lines } = captureLogs()
+    const app = Fastify({ logger: { level: 'info', stream } })
+    await app.register(graceful)
+    const foreign = (): void => {}
+    process.on('SIGTERM', foreign)
+    await app.ready()
+    process.removeListener('SIGTERM', foreign)
+    await app.close()
+    t.equal(lines.filter((l) => String(l.msg).startsWith('graceful: another handler')).length, 1, `main script ${String(script)}: not fastify-cli, so a warning`)
+    if (script === undefined) process.argv.splice(1, 0, main)
+  }
 })
