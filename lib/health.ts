@@ -48,6 +48,8 @@ interface Check {
   readonly refreshInterval: number
   last: (CheckResult & { at: number }) | undefined
   running: Promise<CheckResult> | undefined
+  /** The check function's call still going, even past its timeout: at most one at a time. */
+  call: { readonly settled: Promise<unknown>, readonly startedAt: number } | undefined
   timer: NodeJS.Timeout | undefined
 }
 
@@ -86,6 +88,7 @@ export class CheckRegistry {
       refreshInterval: duration(`check '${name}' refreshInterval`, options.refreshInterval, 0),
       last: undefined,
       running: undefined,
+      call: undefined,
       timer: undefined
     })
   }
@@ -141,7 +144,19 @@ export class CheckRegistry {
 
   async #runOnce (check: Check): Promise<CheckResult> {
     const started = performance.now()
-    const settled = await settleWithin(check.fn, check.timeout)
+    if (check.call !== undefined) {
+      // The last call is past its timeout and still going (a hung dependency): calling the check
+      // again would pile up calls, sockets and memory. It stays timed out until that call settles.
+      const runningMs = Math.round(started - check.call.startedAt)
+      const result: CheckResult = { name: check.name, ok: false, critical: check.critical, durationMs: 0, cached: false, timedOut: true, error: `timed out after ${check.timeout}ms, still running after ${runningMs}ms` }
+      check.last = { ...result, at: started }
+      return result
+    }
+    const call = { settled: Promise.resolve().then(check.fn), startedAt: started }
+    check.call = call
+    const forget = (): void => { check.call = undefined }
+    call.settled.then(forget, forget)
+    const settled = await settleWithin(() => call.settled, check.timeout)
     const durationMs = roundMs(performance.now() - started)
     const result: CheckResult = { name: check.name, ok: true, critical: check.critical, durationMs, cached: false, timedOut: false }
     let err: unknown

@@ -42,8 +42,8 @@ export interface ResolvedDrainOptions {
 const KEYS = keysOf<DrainOptions>()({ timeout: true, notifyAt: true, sseRetry: true, abortBefore: true })
 
 /**
- * Checks the options once, at registration; `prefix` names them inside the suite's options.
- * `pluginTimeout` is Fastify's (from `fastify.initialConfig`); 0 means preClose is never cut.
+ * @internal Checks the options once, at registration; `prefix` names them inside the suite's
+ * options. `pluginTimeout` is Fastify's (from `fastify.initialConfig`); 0 means preClose is never cut.
  */
 export function resolveDrainOptions (pluginTimeout: number, input?: DrainOptions, prefix = ''): ResolvedDrainOptions {
   const options = optionsObject<DrainOptions>(input, prefix, KEYS)

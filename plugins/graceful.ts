@@ -33,7 +33,10 @@ export interface ResolvedGracefulOptions {
 
 const KEYS = keysOf<GracefulOptions>()({ signals: true, timeout: true, handleErrors: true })
 
-/** Checks the options once, at registration; `prefix` names them inside the suite's options. */
+/**
+ * @internal Checks the options once, at registration; `prefix` names them inside the suite's
+ * options.
+ */
 export function resolveGracefulOptions (input?: GracefulOptions, prefix = ''): ResolvedGracefulOptions {
   const options = optionsObject<GracefulOptions>(input, prefix, KEYS)
   const signals = options.signals ?? ['SIGTERM', 'SIGINT']

@@ -85,7 +85,10 @@ function probePath (name: string, value: unknown, fallback: string): string | fa
   return value
 }
 
-/** Checks the options once, at registration; `prefix` names them inside the suite's options. */
+/**
+ * @internal Checks the options once, at registration; `prefix` names them inside the suite's
+ * options.
+ */
 export function resolveHealthOptions (input?: HealthOptions, prefix = ''): ResolvedHealthOptions {
   const options = optionsObject<HealthOptions>(input, prefix, KEYS)
   const paths = {

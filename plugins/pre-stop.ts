@@ -21,7 +21,10 @@ export interface ResolvedPreStopOptions {
 
 const KEYS = keysOf<PreStopOptions>()({ delay: true })
 
-/** Checks the options once, at registration; `prefix` names them inside the suite's options. */
+/**
+ * @internal Checks the options once, at registration; `prefix` names them inside the suite's
+ * options.
+ */
 export function resolvePreStopOptions (input?: PreStopOptions, prefix = ''): ResolvedPreStopOptions {
   const options = optionsObject<PreStopOptions>(input, prefix, KEYS)
   return resolved({ delay: duration(prefix + 'delay', options.delay, 5000) })

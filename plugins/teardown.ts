@@ -32,7 +32,10 @@ export interface ResolvedTeardownOptions {
 
 const KEYS = keysOf<TeardownOptions>()({ timeout: true, resourceTimeout: true, parallel: true })
 
-/** Checks the options once, at registration; `prefix` names them inside the suite's options. */
+/**
+ * @internal Checks the options once, at registration; `prefix` names them inside the suite's
+ * options.
+ */
 export function resolveTeardownOptions (input?: TeardownOptions, prefix = ''): ResolvedTeardownOptions {
   const options = optionsObject<TeardownOptions>(input, prefix, KEYS)
   const timeout = duration(prefix + 'timeout', options.timeout, 10_000, true)

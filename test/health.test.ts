@@ -119,6 +119,25 @@ test('a check that never settles: the probe answers 503 at the check timeout, na
   t.match(answer.body, /readiness check failed\n$/)
 })
 
+test('a check that hangs is called once, whatever the probes do: it stays timed out, saying so, until it settles', async (t) => {
+  let calls = 0
+  const hung = gate()
+  const { origin } = await start(t, {}, (app) => {
+    app.lifecycle.check('hangs', async () => { calls++; await hung.opened }, { timeout: 50 })
+  })
+  for (let wave = 1; wave <= 3; wave++) {
+    const answers = await Promise.all(Array.from({ length: 5 }, () => probe(origin, '/readyz?verbose')))
+    t.same(new Set(answers.map((answer) => answer.status)), new Set([503]), `wave ${wave}: every probe fails`)
+    if (wave > 1) t.match(answers[0].body, /\[-\]hangs failed: timed out after 50ms, still running after \d+ms/, `wave ${wave}: the answer says the check is still running`)
+  }
+  t.equal(calls, 1, 'three waves of five probes, one call: nothing piles up against the hung dependency')
+  hung.open()
+  await hung.opened
+  // The hung call has settled: the next probe calls the check again, and it passes.
+  t.equal((await probe(origin, '/readyz')).status, 200, 'once it settled, a new call runs and passes')
+  t.equal(calls, 2)
+})
+
 test('100 concurrent probes run a slow check once, and all get its result', async (t) => {
   let runs = 0
   const slow = gate()
