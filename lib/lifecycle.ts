@@ -13,6 +13,7 @@ import { StartupTasks, type StartupTaskOptions } from './startup.js'
 import {
   kAbandon,
   kAbortDeadline,
+  kBootFailed,
   kChecks,
   kClaim,
   kCountInFlight,
@@ -69,6 +70,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   readonly #deadline = new AbortController()
   readonly #steps: Record<'draining' | 'closing', PhaseStep[]> = { draining: [], closing: [] }
   readonly #readyChecks: Array<() => void> = []
+  readonly #onBootFailed: Array<(err: unknown) => void> = []
   readonly #claimed = new Set<string>()
   readonly #work = new WorkRegistry((connection) => { this.emit('longLived', connection) })
   readonly #startup = new StartupTasks()
@@ -282,6 +284,14 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   }
 
   /**
+   * @internal `listener` is called when a ready check fails the boot: the instance will never
+   * be ready (the health plugin closes its probe listener).
+   */
+  [kBootFailed] (listener: (err: unknown) => void): void {
+    this.#onBootFailed.push(listener)
+  }
+
+  /**
    * @internal the process is about to exit before `closed` (a second signal, the overall
    * deadline): logs the report as it stands, synchronously, and returns it.
    */
@@ -351,7 +361,13 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
         return
       }
       // A check that throws fails the boot here, before anything could call this instance ready.
-      for (const check of lifecycle.#readyChecks) check()
+      try {
+        for (const check of lifecycle.#readyChecks) check()
+      } catch (err) {
+        lifecycle.#log.error({ err }, 'lifecycle: start-up failed, this instance will never be ready')
+        for (const listener of lifecycle.#onBootFailed) listener(err)
+        throw err
+      }
       lifecycle.#startup.close()
       if (lifecycle.#startup.size === 0) {
         lifecycle.#enter('ready')

@@ -27,6 +27,8 @@ export const kWork = Symbol('fastify-lifecycle.work')
 export const kClaim = Symbol('fastify-lifecycle.claim')
 /** @internal `lifecycle[kReadyCheck](name, check)`: must pass before the lifecycle enters `ready`. */
 export const kReadyCheck = Symbol('fastify-lifecycle.readyCheck')
+/** @internal `lifecycle[kBootFailed](listener)`: a ready check failed the boot, with this error. */
+export const kBootFailed = Symbol('fastify-lifecycle.bootFailed')
 /** @internal on a resolved options object: the suite resolved it already. */
 export const kResolved = Symbol('fastify-lifecycle.resolved')
 /** @internal on the server object: its one lifecycle. */

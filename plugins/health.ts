@@ -7,7 +7,7 @@ import { CheckRegistry, type CheckFunction, type CheckOptions, type CheckResult,
 import { useLifecycle, type Lifecycle } from '../lib/lifecycle.js'
 import { interceptRequests, type RawRequest, type RawResponse } from '../lib/node-internals.js'
 import { alreadyResolved, bool, checkKnownKeys, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kChecks, kClaim, kReadyCheck } from '../lib/symbols.js'
+import { kBootFailed, kChecks, kClaim, kReadyCheck } from '../lib/symbols.js'
 
 export type { CheckFunction, CheckOptions, CheckResult, ProbeKind } from '../lib/health.js'
 
@@ -277,11 +277,17 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
     return { name: result.name, ok: result.ok, critical: result.critical, detail, durationMs: result.durationMs, cached: result.cached }
   }
 
+  let closeProbes = (): void => {}
   if (config.port === undefined) {
     interceptRequests(fastify.server, handleProbe)
   } else {
-    await listenForProbes(fastify, config, log, handleProbe)
+    closeProbes = await listenForProbes(fastify, config, log, handleProbe)
   }
+
+  // The boot failed on a ready check: the service port never opens, and the instance stays
+  // `starting`. The probe listener closes at once, so no probe can pass on a pod that serves
+  // nothing (liveness would), whether or not the process goes on to exit.
+  lifecycle[kBootFailed](function closeProbesOnBootFailure () { closeProbes() })
 
   if (config.port === undefined) {
     lifecycle[kReadyCheck](function checkProbeRoutes () { checkRouteConflicts(fastify, paths) })
@@ -342,9 +348,10 @@ function checkRouteConflicts (fastify: FastifyInstance, paths: Array<[ProbeKind,
 
 /**
  * The probes on a listener of their own, open from registration (so the startup probe answers
- * during the boot) until the lifecycle is `closed`, the moment before the process exits.
+ * during the boot) until the lifecycle is `closed`, the moment before the process exits, or
+ * until the boot fails. Returns what closes it.
  */
-async function listenForProbes (fastify: FastifyInstance, config: ResolvedHealthOptions, log: FastifyBaseLogger, handleProbe: (request: RawRequest, response: RawResponse) => boolean): Promise<void> {
+async function listenForProbes (fastify: FastifyInstance, config: ResolvedHealthOptions, log: FastifyBaseLogger, handleProbe: (request: RawRequest, response: RawResponse) => boolean): Promise<() => void> {
   const server: Server = createServer(function probeListener (request, response) {
     if (!handleProbe(request, response)) {
       response.writeHead(404, { 'content-length': 0 })
@@ -355,10 +362,13 @@ async function listenForProbes (fastify: FastifyInstance, config: ResolvedHealth
   await once(server, 'listening')
   const { port } = server.address() as { port: number }
   log.info({ port, host: config.host }, 'health: probe listener open')
-  fastify.lifecycle.once('closed', function closeProbeListener () {
+  function closeProbeListener (): void {
+    if (!server.listening) return
     server.closeAllConnections()
     server.close()
-  })
+  }
+  fastify.lifecycle.once('closed', closeProbeListener)
+  return closeProbeListener
 }
 
 // The `fastify.lifecycle` decorator's type comes with this piece alone too, as with the suite.
