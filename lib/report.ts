@@ -47,8 +47,10 @@ export interface DrainStage {
   inFlightAtClose: number
   /** Work held with `hold()` when the listener closed, by name. */
   heldAtClose: string[]
-  /** Requests still running at the deadline, cut. */
+  /** Requests still running at the deadline, cut: those partly received included. */
   cut: number
+  /** Of `cut`, requests partly received (headers or body still arriving), cut with their connection. */
+  cutPartial: number
   /** Held work still running at the deadline, by name. */
   heldCut: string[]
   longLived: LongLivedCounts

@@ -96,6 +96,8 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   const sockets = new Set<Socket>()
   const sessions = new Set<Http2Session>()
   const sseResponses = new WeakSet<RawResponse>()
+  /** Sockets handed over by an upgrade (WebSockets): long-lived connections, not requests. */
+  const upgraded = new WeakSet<Socket>()
   const counts = { notified: 0, closed: 0, cut: 0 }
   let tracking = false
   let noticeGiven = false
@@ -133,6 +135,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
       sockets.add(socket)
       socket.on('close', forgetSocket)
     })
+    server.on('upgrade', function trackUpgrade (_request: unknown, socket: Socket) { upgraded.add(socket) })
   } else {
     // Streams have no socket of their own and are not published on the diagnostics channel:
     // HTTP/2 requests are tracked one by one, always, ahead of Fastify's handler.
@@ -156,6 +159,20 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   function sweepIdle (): void {
     sweepScheduled = false
     closeIdleSockets(server, sockets)
+  }
+
+  /**
+   * Requests partly received at the deadline (a client sending its headers slowly): the idle
+   * sockets closed first, what is left with no response, no upgrade and bytes received is one
+   * (a connection that never sent a byte is not a request).
+   */
+  function countPartialRequests (): number {
+    closeIdleSockets(server, sockets)
+    let partial = 0
+    for (const socket of sockets) {
+      if (!socket.destroyed && !upgraded.has(socket) && responseOn(socket) === undefined && socket.bytesRead > 0) partial++
+    }
+    return partial
   }
 
   function notify (connection: TrackedLongLived): void {
@@ -248,13 +265,15 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     timer.clear()
     const deadlineReached = outcome === timer.expired
     let cut = 0
+    let cutPartial = 0
     let heldCut: string[] = []
     if (deadlineReached) {
       const longLived = [...work.connections]
       counts.cut = longLived.length
-      cut = [...requests].filter((response) => !sseResponses.has(response)).length
+      cutPartial = http1 ? countPartialRequests() : 0
+      cut = [...requests].filter((response) => !sseResponses.has(response)).length + cutPartial
       heldCut = lifecycle.held
-      log.warn({ cut, longLivedCut: counts.cut, heldCut, timeout: config.timeout }, 'drain: deadline reached, cut in-flight requests')
+      log.warn({ cut, cutPartial, longLivedCut: counts.cut, heldCut, timeout: config.timeout }, 'drain: deadline reached, cut in-flight requests')
       lifecycle[kAbortDeadline]()
       for (const connection of longLived) connection.destroy()
       work.forgetConnections()
@@ -268,7 +287,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     }
     counts.closed = counts.notified - counts.cut
     const durationMs = Math.round(performance.now() - started)
-    lifecycle[kRecord]('drain', { inFlightAtClose, heldAtClose, cut, heldCut, longLived: { ...counts }, timeout: config.timeout, durationMs, deadlineReached })
+    lifecycle[kRecord]('drain', { inFlightAtClose, heldAtClose, cut, cutPartial, heldCut, longLived: { ...counts }, timeout: config.timeout, durationMs, deadlineReached })
     log.info({ cut, heldCut, longLived: counts, durationMs, deadlineReached }, 'drain: done')
   })
 }

@@ -273,3 +273,30 @@ test('a keep-alive client half-way through sending its next request when the lis
   t.equal(report.clean, true)
   t.match(report.stages.drain, { cut: 0, deadlineReached: false })
 })
+
+test('a request still arriving at the deadline (headers sent slowly) is cut and counted; a connection that sent nothing is not', async (t) => {
+  const app = Fastify()
+  await app.register(drain, { timeout: 150 })
+  app.get('/*', async () => 'ok')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as AddressInfo
+  const slow = connectTcp(port, '127.0.0.1')
+  const silent = connectTcp(port, '127.0.0.1')
+  const keepAlive = connectTcp(port, '127.0.0.1')
+  t.teardown(() => { slow.destroy(); silent.destroy(); keepAlive.destroy() })
+  await Promise.all([once(slow, 'connect'), once(silent, 'connect'), once(keepAlive, 'connect')])
+  // A finished request on a keep-alive connection, then half of the next one's headers.
+  keepAlive.write('GET /first HTTP/1.1\r\nhost: localhost\r\n\r\n')
+  await once(keepAlive, 'data')
+  keepAlive.write('GET /second HTTP/1.1\r\nhost: loc')
+  slow.write('GET /slowloris HTTP/1.1\r\nhost: localhost\r\nx-a: 1\r\n')
+  // The server has read those bytes once a complete request sent after them is answered.
+  const probe = new Client(origin(app))
+  t.teardown(() => probe.destroy())
+  await (await probe.request({ method: 'GET', path: '/sync' })).body.dump()
+  await probe.close()
+  const report = await app.lifecycle.shutdown()
+  t.match(report.stages.drain, { deadlineReached: true, cut: 2, cutPartial: 2 }, 'the two requests still arriving were cut and counted')
+  t.same(report.forced, ['drain: 2 request(s) cut at the 150ms deadline'], 'which makes the shutdown unclean')
+  t.equal(report.exitCode, 1)
+})
