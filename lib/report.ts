@@ -56,6 +56,8 @@ export interface DrainStage {
   longLived: LongLivedCounts
   /** The drain deadline, in ms. */
   timeout: number
+  /** How long idle keep-alive sockets were left open after the listener closed, in ms (0 after a pre-stop delay). */
+  idleGraceMs: number
   /** From the listener close to the end of the drain, in ms. */
   durationMs: number
   /** True only when the drain deadline ended the wait; false when everything finished before it. */

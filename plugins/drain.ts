@@ -30,6 +30,14 @@ export interface DrainOptions {
    * doing long work can answer before they are cut. @default a tenth of timeout, at most 1000
    */
   abortBefore?: number | undefined
+  /**
+   * How long idle keep-alive sockets stay open once the listener closes when the service has
+   * not been serving since the signal at least that long (no pre-stop delay, or a direct
+   * `close()`), in ms: a request a client sends on one meanwhile is answered with
+   * `Connection: close` instead of meeting a socket closed under it. Then they are closed. Capped
+   * at half of `timeout`. @default 300
+   */
+  idleGrace?: number | undefined
 }
 
 export interface ResolvedDrainOptions {
@@ -37,9 +45,10 @@ export interface ResolvedDrainOptions {
   readonly notifyAt: 'draining' | 'closing'
   readonly sseRetry: number
   readonly abortBefore: number
+  readonly idleGrace: number
 }
 
-const KEYS = keysOf<DrainOptions>()({ timeout: true, notifyAt: true, sseRetry: true, abortBefore: true })
+const KEYS = keysOf<DrainOptions>()({ timeout: true, notifyAt: true, sseRetry: true, abortBefore: true, idleGrace: true })
 
 /**
  * @internal Checks the options once, at registration; `prefix` names them inside the suite's
@@ -59,7 +68,8 @@ export function resolveDrainOptions (pluginTimeout: number, input?: DrainOptions
   if (abortBefore > timeout) {
     throw new FST_LIFECYCLE_INVALID_OPTION(prefix + 'abortBefore', `at most ${prefix}timeout (${timeout}ms)`, abortBefore)
   }
-  return resolved({ timeout, notifyAt, sseRetry: duration(prefix + 'sseRetry', options.sseRetry, 1000), abortBefore })
+  const idleGrace = Math.min(duration(prefix + 'idleGrace', options.idleGrace, 300), Math.floor(timeout / 2))
+  return resolved({ timeout, notifyAt, sseRetry: duration(prefix + 'sseRetry', options.sseRetry, 1000), abortBefore, idleGrace })
 }
 
 /** What the drain needs of a WebSocket of the `ws` package, as @fastify/websocket hands it out. */
@@ -104,6 +114,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   let sweeping = false
   let sweepScheduled = false
   let stopObserving = (): void => {}
+  let drainingSince = 0
 
   lifecycle.setBudget('drain', config.timeout)
   lifecycle[kCountInFlight](function countInFlight () {
@@ -217,6 +228,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   // Once per shutdown, also when it comes through a direct fastify.close() (preClose enters
   // `draining` first).
   lifecycle.on('draining', function startDraining () {
+    drainingSince = performance.now()
     // From here on: what is in flight now, and every request after.
     tracking = true
     for (const socket of sockets) {
@@ -248,20 +260,30 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   lifecycle.during('closing', async function drainInFlight () {
     const started = performance.now()
     const inFlightAtClose = requests.size
-    sweeping = true
     // Streams opened during the pre-stop delay, or a notice set for now.
     notifyLongLived()
     const closed = once(server, 'close')
     // No new connections from here; open ones stay (see lib/node-internals.ts).
     closeListener(server)
-    if (http1) sweepIdle()
+    // Idle keep-alive sockets: a client may be writing its next request on one right now. When
+    // the service has been serving since the signal for idleGrace already, every active client
+    // has had a Connection: close answer and what is idle is quiet: close them at once. When it
+    // has not (no pre-stop delay), leave them the rest of the grace, then close them.
+    const idleGraceMs = http1 ? Math.max(0, Math.ceil(config.idleGrace - (started - drainingSince))) : 0
+    const startSweeping = (): void => {
+      sweeping = true
+      if (http1) sweepIdle()
+    }
+    const graceTimer = idleGraceMs > 0 ? setTimeout(startSweeping, idleGraceMs) : undefined
+    if (graceTimer === undefined) startSweeping()
     const heldAtClose = lifecycle.held
     const longLivedAtClose = work.connections.size
-    log.info({ inFlight: inFlightAtClose, held: heldAtClose, longLived: longLivedAtClose, timeout: config.timeout }, 'drain: listener closed, waiting for in-flight requests')
+    log.info({ inFlight: inFlightAtClose, held: heldAtClose, longLived: longLivedAtClose, timeout: config.timeout, idleGraceMs }, 'drain: listener closed, waiting for in-flight requests')
     const abortTimer = setTimeout(() => { lifecycle[kAbortDeadline]() }, config.timeout - config.abortBefore)
     const timer = deadline(config.timeout)
     const outcome = await Promise.race([Promise.all([closed, work.idle()]), timer.promise])
     clearTimeout(abortTimer)
+    clearTimeout(graceTimer)
     timer.clear()
     const deadlineReached = outcome === timer.expired
     let cut = 0
@@ -287,7 +309,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     }
     counts.closed = counts.notified - counts.cut
     const durationMs = Math.round(performance.now() - started)
-    lifecycle[kRecord]('drain', { inFlightAtClose, heldAtClose, cut, cutPartial, heldCut, longLived: { ...counts }, timeout: config.timeout, durationMs, deadlineReached })
+    lifecycle[kRecord]('drain', { inFlightAtClose, heldAtClose, cut, cutPartial, heldCut, longLived: { ...counts }, timeout: config.timeout, idleGraceMs, durationMs, deadlineReached })
     log.info({ cut, heldCut, longLived: counts, durationMs, deadlineReached }, 'drain: done')
   })
 }

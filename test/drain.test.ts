@@ -6,7 +6,7 @@ import { connect } from 'node:http2'
 import type { AddressInfo } from 'node:net'
 import { test } from 'tap'
 import Fastify from 'fastify'
-import { Client } from 'undici'
+import { Client, request } from 'undici'
 import drain from '../plugins/drain.js'
 import { gate, originOf as origin } from './helpers/app.js'
 
@@ -299,4 +299,54 @@ test('a request still arriving at the deadline (headers sent slowly) is cut and 
   t.match(report.stages.drain, { deadlineReached: true, cut: 2, cutPartial: 2 }, 'the two requests still arriving were cut and counted')
   t.same(report.forced, ['drain: 2 request(s) cut at the 150ms deadline'], 'which makes the shutdown unclean')
   t.equal(report.exitCode, 1)
+})
+
+test('with no serving window, an idle keep-alive socket gets a grace: a request sent on it as the listener closes is answered, not reset', async (t) => {
+  for (const idleGrace of [300, 0]) {
+    const app = Fastify()
+    await app.register(drain, { idleGrace })
+    app.get('/', async () => 'ok')
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const client = new Client(origin(app), { keepAliveTimeout: 60_000 })
+    t.teardown(() => client.destroy())
+    const warm = await client.request({ method: 'GET', path: '/' })
+    await warm.body.dump()
+    t.equal(warm.headers.connection, 'keep-alive', 'an idle keep-alive socket')
+    const closing = once(app.lifecycle, 'closing')
+    const shutdown = app.lifecycle.shutdown()
+    await closing
+    // The listener is closing now: the client sends its next request on the socket it has.
+    const next = await client.request({ method: 'GET', path: '/' }).then(
+      async (res) => { await res.body.dump(); return `${res.statusCode} ${String(res.headers.connection)}` },
+      (err: { code: string }) => err.code
+    )
+    const report = await shutdown
+    if (idleGrace > 0) {
+      t.equal(next, '200 close', 'answered, with Connection: close')
+      t.match(report.stages.drain, { idleGraceMs: 300, cut: 0, deadlineReached: false })
+    } else {
+      t.match(next, /UND_ERR_SOCKET|ECONNRESET/, 'the control: without the grace, the request meets a socket closed under it')
+    }
+  }
+})
+
+test('after a serving window at least as long as idleGrace, idle sockets are closed at once', async (t) => {
+  const app = Fastify()
+  // A grace of 1 ms: the serving window below (a whole request over HTTP) lasts longer.
+  await app.register(drain, { idleGrace: 1 })
+  const window = gate()
+  app.lifecycle.during('draining', () => window.opened)
+  app.get('/', async () => 'ok')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const client = new Client(origin(app), { keepAliveTimeout: 60_000 })
+  t.teardown(() => client.destroy())
+  await (await client.request({ method: 'GET', path: '/' })).body.dump()
+  const shutdown = app.lifecycle.shutdown()
+  // The serving window: a request answered, with Connection: close, after the signal.
+  const during = await request(`${origin(app)}/`)
+  await during.body.dump()
+  t.equal(during.headers.connection, 'close')
+  window.open()
+  const report = await shutdown
+  t.match(report.stages.drain, { idleGraceMs: 0, deadlineReached: false })
 })

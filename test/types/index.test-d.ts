@@ -139,7 +139,7 @@ expectType<boolean | undefined>(report.stages.drain?.deadlineReached)
 expectType<number | undefined>(report.stages.drain?.cut)
 expectType<boolean | undefined>(report.stages.preStop?.skipped)
 expectType<TeardownResult[] | undefined>(report.stages.teardown?.resources)
-expectAssignable<DrainStage>({ inFlightAtClose: 0, heldAtClose: [], cut: 0, cutPartial: 0, heldCut: [], longLived: { notified: 0, closed: 0, cut: 0 }, timeout: 5000, durationMs: 1, deadlineReached: false })
+expectAssignable<DrainStage>({ inFlightAtClose: 0, heldAtClose: [], cut: 0, cutPartial: 0, heldCut: [], longLived: { notified: 0, closed: 0, cut: 0 }, timeout: 5000, idleGraceMs: 0, durationMs: 1, deadlineReached: false })
 expectAssignable<ReportStages>({})
 expectError(report.stages.custom)
 
