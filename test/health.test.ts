@@ -180,15 +180,24 @@ test('a cached result is reused within its TTL and refreshed after it', async (t
 
 test('background refresh: probes read the latest result, the check runs on its own schedule', async (t) => {
   let runs = 0
-  const secondRun = gate()
+  const thirdRun = gate()
+  const hold = gate()
+  t.teardown(() => hold.open())
   const { origin } = await start(t, {}, (app) => {
-    app.lifecycle.check('refreshed', () => { if (++runs === 2) secondRun.open() }, { refreshInterval: 20 })
+    app.lifecycle.check('refreshed', async () => {
+      // Runs 1 and 2 pass at once; run 3 holds, so that no run of the schedule can start (runs
+      // are never doubled) and any further call would be the probe's.
+      if (++runs === 3) {
+        thirdRun.open()
+        await hold.opened
+      }
+    }, { refreshInterval: 20, timeout: 60_000 })
   })
-  await secondRun.opened
-  const before = runs
+  await thirdRun.opened
+  t.equal(runs, 3, 'three runs on the 20ms schedule, with no probe')
   const answer = await probe(origin, '/readyz?verbose')
-  t.match(answer.body, /\[\+\]refreshed ok \([\d.]+ms, cached\)/)
-  t.equal(runs, before, 'the probe did not run it')
+  t.match(answer.body, /\[\+\]refreshed ok \([\d.]+ms, cached\)/, 'the probe read the latest result')
+  t.equal(runs, 3, 'the probe did not run the check')
 })
 
 test('a failing non-critical check is reported but does not fail readiness', async (t) => {
