@@ -115,6 +115,9 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   let sweepScheduled = false
   let stopObserving = (): void => {}
   let drainingSince = 0
+  /** TCP connections accepted so far (the raw 'connection' event, TLS ones included). */
+  let accepted = 0
+  server.on('connection', function countAccepted () { accepted++ })
 
   lifecycle.setBudget('drain', config.timeout)
   lifecycle[kCountInFlight](function countInFlight () {
@@ -170,6 +173,20 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   function sweepIdle (): void {
     sweepScheduled = false
     closeIdleSockets(server, sockets)
+  }
+
+  /**
+   * Lets the event loop turn while connections queued in the kernel are being accepted: until
+   * a whole turn accepts none, or `until`. Returns how many were accepted meanwhile.
+   */
+  async function acceptQueued (until: number): Promise<number> {
+    const before = accepted
+    let last = -1
+    while (accepted !== last && performance.now() < until) {
+      last = accepted
+      await wholeTurn()
+    }
+    return accepted - before
   }
 
   /**
@@ -263,8 +280,6 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     // Streams opened during the pre-stop delay, or a notice set for now.
     notifyLongLived()
     const closed = once(server, 'close')
-    // No new connections from here; open ones stay (see lib/node-internals.ts).
-    closeListener(server)
     // Idle keep-alive sockets: a client may be writing its next request on one right now. When
     // the service has been serving since the signal for idleGrace already, every active client
     // has had a Connection: close answer and what is idle is quiet: close them at once. When it
@@ -276,9 +291,15 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     }
     const graceTimer = idleGraceMs > 0 ? setTimeout(startSweeping, idleGraceMs) : undefined
     if (graceTimer === undefined) startSweeping()
+    // Connections the kernel has completed but Node has not accepted yet would be reset by the
+    // close, after their client sent its request. Node accepts about one of them per turn of
+    // the event loop: turn until a turn accepts none (bounded), then close.
+    const queuedAccepted = await acceptQueued(started + Math.min(1000, Math.floor(config.timeout / 4)))
+    // No new connections from here; open ones stay (see lib/node-internals.ts).
+    closeListener(server)
     const heldAtClose = lifecycle.held
     const longLivedAtClose = work.connections.size
-    log.info({ inFlight: inFlightAtClose, held: heldAtClose, longLived: longLivedAtClose, timeout: config.timeout, idleGraceMs }, 'drain: listener closed, waiting for in-flight requests')
+    log.info({ inFlight: inFlightAtClose, held: heldAtClose, longLived: longLivedAtClose, timeout: config.timeout, idleGraceMs, queuedAccepted }, 'drain: listener closed, waiting for in-flight requests')
     const abortTimer = setTimeout(() => { lifecycle[kAbortDeadline]() }, config.timeout - config.abortBefore)
     const timer = deadline(config.timeout)
     const outcome = await Promise.race([Promise.all([closed, work.idle()]), timer.promise])
@@ -322,6 +343,15 @@ function closeAfterResponse (request: RawRequest, response: RawResponse): void {
   } else if (!response.headersSent) {
     response.setHeader('connection', 'close')
   }
+}
+
+/**
+ * Resolves after a whole turn of the event loop, its poll phase (where connections are
+ * accepted) included: the first setImmediate may run in the check phase of the very turn this
+ * was called from (from an I/O callback), the second runs after the next poll.
+ */
+function wholeTurn (): Promise<void> {
+  return new Promise((resolve) => { setImmediate(() => { setImmediate(resolve) }) })
 }
 
 function ignoreWriteAfterEnd (err: NodeJS.ErrnoException): void {

@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { createServer } from 'node:http'
 import { readFileSync } from 'node:fs'
-import { connect as connectTcp, type Socket } from 'node:net'
+import { connect as connectTcp, Server as NetServer, type Socket } from 'node:net'
 import { connect as connectTls } from 'node:tls'
 import { connect } from 'node:http2'
 import type { AddressInfo } from 'node:net'
@@ -351,4 +353,74 @@ test('after a serving window at least as long as idleGrace, idle sockets are clo
   window.open()
   const report = await shutdown
   t.match(report.stages.drain, { idleGraceMs: 0, deadlineReached: false })
+})
+
+/**
+ * `count` clients, in a process of their own, each connecting and sending a request at once;
+ * resolves with what became of them. `connected` resolves once every connect() has been issued.
+ */
+function queuedClients (port: number, count: number): { issued: Promise<void>, outcomes: Promise<Record<string, number>> } {
+  const child = spawn(process.execPath, ['-e', `
+    const net = require('node:net')
+    const outcomes = {}
+    let done = 0
+    for (let i = 0; i < ${count}; i++) {
+      const socket = net.connect(${port}, '127.0.0.1', () => socket.write('GET / HTTP/1.1\\r\\nhost: x\\r\\n\\r\\n'))
+      let data = ''
+      socket.on('data', (chunk) => { data += chunk })
+      socket.on('error', (err) => { outcomes[err.code] = (outcomes[err.code] || 0) + 1 })
+      socket.on('close', () => {
+        if (data.startsWith('HTTP/1.1 200')) outcomes.answered = (outcomes.answered || 0) + 1
+        if (++done === ${count}) process.stdout.write(JSON.stringify(outcomes))
+      })
+    }
+    process.stderr.write('issued\\n')
+  `], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (chunk: Buffer) => { out += chunk })
+  const issued = once(child.stderr, 'data').then(() => {})
+  const outcomes = once(child, 'exit').then(() => JSON.parse(out) as Record<string, number>)
+  return { issued, outcomes }
+}
+
+/** Blocks the event loop while the clients connect and send: they wait in the kernel's queue. */
+async function blockWhile (clients: { issued: Promise<void> }): Promise<void> {
+  await clients.issued
+  const end = performance.now() + 300
+  while (performance.now() < end) { /* the event loop is blocked, as by a long synchronous task */ }
+}
+
+test('connections queued in the kernel when the listener is to close are accepted and answered, not reset (3 rounds, a just-blocked event loop)', async (t) => {
+  // The control: a plain server closed the same way loses them, so the harness sees resets.
+  const bare = createServer((_request, response) => { response.end('ok') })
+  bare.listen(0, '127.0.0.1')
+  await once(bare, 'listening')
+  const control = queuedClients((bare.address() as AddressInfo).port, 20)
+  await blockWhile(control)
+  NetServer.prototype.close.call(bare)
+  const lost = await control.outcomes
+  t.ok((lost.ECONNRESET ?? 0) > 0, `control: a plain close resets queued connections (${JSON.stringify(lost)})`)
+
+  for (let round = 1; round <= 3; round++) {
+    const app = Fastify()
+    await app.register(drain, { idleGrace: 0 })
+    app.get('/', async () => 'ok')
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const clients = queuedClients((app.server.address() as AddressInfo).port, 20)
+    await blockWhile(clients)
+    // The shutdown starts the moment the loop is free again, with every client still queued.
+    const report = await app.lifecycle.shutdown()
+    const outcomes = await clients.outcomes
+    t.same(outcomes, { answered: 20 }, `round ${round}: all 20 queued connections were answered`)
+    t.match(report.stages.drain, { cut: 0, deadlineReached: false })
+  }
+})
+
+test('a zero drain timeout closes the listener without turning the event loop for queued connections', async (t) => {
+  const app = Fastify()
+  await app.register(drain, { timeout: 0 })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const report = await app.lifecycle.shutdown()
+  t.equal(app.server.listening, false)
+  t.equal(report.stages.drain!.timeout, 0)
 })
