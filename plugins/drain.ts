@@ -294,7 +294,9 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     // Connections the kernel has completed but Node has not accepted yet would be reset by the
     // close, after their client sent its request. Node accepts about one of them per turn of
     // the event loop: turn until a turn accepts none (bounded), then close.
-    const queuedAccepted = await acceptQueued(started + Math.min(1000, Math.floor(config.timeout / 4)))
+    // Not listening yet (a shutdown that came during the boot): nothing can be queued, and the
+    // listener must close before the boot's listen() opens it.
+    const queuedAccepted = server.listening ? await acceptQueued(started + Math.min(1000, Math.floor(config.timeout / 4))) : 0
     // No new connections from here; open ones stay (see lib/node-internals.ts).
     closeListener(server)
     const heldAtClose = lifecycle.held
