@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import { FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK, FST_LIFECYCLE_INVALID_ARGUMENT, FST_LIFECYCLE_INVALID_OPTION } from './errors.js'
-import { bool, checkKnownKeys, duration, keysOf, plainObject } from './options.js'
+import { bool, duration, keysOf, optionsObject } from './options.js'
 import { messageOf, roundMs, settleWithin } from './timers.js'
 
 export type ProbeKind = 'liveness' | 'readiness' | 'startup'
@@ -70,8 +70,7 @@ export class CheckRegistry {
     }
     if (this.#checks.has(name)) throw new FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK(name)
     if (typeof fn !== 'function') throw new FST_LIFECYCLE_INVALID_ARGUMENT(`lifecycle.check('${name}'): check`, 'a function', fn)
-    plainObject(`check '${name}' options`, options)
-    checkKnownKeys(`check '${name}' `, options, CHECK_OPTIONS)
+    optionsObject<CheckOptions>(options, `check '${name}' `, CHECK_OPTIONS, `check '${name}' options`)
     const critical = bool(`check '${name}' critical`, options.critical, true)
     const probe = options.probe ?? 'readiness'
     const probes = Array.isArray(probe) ? probe : [probe]

@@ -51,11 +51,13 @@ export function plainObject (name: string, value: unknown): object {
 }
 
 /**
- * A plugin's options as given, checked to be an object with only known keys. `prefix` is the
- * path of the options inside the suite's (`'drain.'`), empty when the plugin is registered alone.
+ * An options object as given, checked to be an object with only known keys. `prefix` is the
+ * path of its keys in messages: inside the suite's options (`'drain.'`), empty when a plugin is
+ * registered alone, or the owner of per-call options (`"check 'db' "`); `name` names the object
+ * itself (by default the prefix without its separator).
  */
-export function optionsObject<T extends object> (input: unknown, prefix: string, known: readonly string[]): Partial<T> {
-  const options = plainObject(prefix.slice(0, -1) || 'options', input) as Partial<T>
+export function optionsObject<T extends object> (input: unknown, prefix: string, known: readonly string[], name = prefix.slice(0, -1) || 'options'): Partial<T> {
+  const options = plainObject(name, input) as Partial<T>
   checkKnownKeys(prefix, options, known)
   return options
 }

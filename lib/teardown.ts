@@ -9,7 +9,7 @@ import {
   FST_LIFECYCLE_TEARDOWN_STARTED,
   FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY
 } from './errors.js'
-import { checkKnownKeys, duration, keysOf, plainObject } from './options.js'
+import { duration, keysOf, optionsObject } from './options.js'
 import { deadline, messageOf, roundMs, settleWithin } from './timers.js'
 
 /** A function that closes something; may return a promise. */
@@ -52,7 +52,6 @@ export interface TeardownResult {
 
 interface Entry {
   readonly name: string
-  readonly index: number
   readonly method: string
   /** Whether the resource says it is closed (or closing) already. */
   readonly closed: () => boolean
@@ -102,8 +101,7 @@ export class TeardownRegistry {
     }
     if (this.#started) throw new FST_LIFECYCLE_TEARDOWN_STARTED(name)
     if (this.#entries.has(name)) throw new FST_LIFECYCLE_TEARDOWN_DUPLICATE_NAME(name)
-    plainObject(`teardown '${name}' options`, options)
-    checkKnownKeys(`teardown '${name}' `, options, RESOURCE_OPTIONS)
+    optionsObject<TeardownResourceOptions>(options, `teardown '${name}' `, RESOURCE_OPTIONS, `teardown '${name}' options`)
     const timeout = duration(`teardown '${name}' timeout`, options.timeout, this.#defaultTimeout, true)
     const after = options.after ?? []
     if (!Array.isArray(after) || after.some((dep) => typeof dep !== 'string')) {
@@ -112,14 +110,13 @@ export class TeardownRegistry {
 
     let entry: Entry
     if (typeof resource === 'function') {
-      entry = { name, index: this.#entries.size, method: 'function', closed: () => false, close: resource, force: undefined, timeout, after: [...after] }
+      entry = { name, method: 'function', closed: () => false, close: resource, force: undefined, timeout, after: [...after] }
     } else {
       const method = resource !== null && typeof resource === 'object' ? closeMethodOf(resource) : undefined
       if (method === undefined) throw new FST_LIFECYCLE_TEARDOWN_NO_CLOSE_METHOD(name, describe(resource))
       const forceMethod = FORCE_METHODS.find((m) => m !== method && typeof resource[m] === 'function')
       entry = {
         name,
-        index: this.#entries.size,
         method,
         closed: () => closedAlready(resource),
         close: () => (resource[method] as () => unknown)(),
@@ -141,6 +138,11 @@ export class TeardownRegistry {
     }
   }
 
+  /** Every entry, latest registered first (a Map keeps registration order). */
+  #latestFirst (): Entry[] {
+    return [...this.#entries.values()].reverse()
+  }
+
   /** The registered names, in registration order. */
   get names (): string[] {
     return [...this.#entries.keys()]
@@ -152,7 +154,7 @@ export class TeardownRegistry {
    */
   check (): void {
     this.#checkOnAdd = true
-    this.#order = [...this.#entries.values()].sort((a, b) => b.index - a.index)
+    this.#order = this.#latestFirst()
     for (const entry of this.#entries.values()) {
       for (const dep of entry.after) {
         if (!this.#entries.has(dep)) throw new FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY(entry.name, dep)
@@ -184,7 +186,7 @@ export class TeardownRegistry {
     const since = (): number => roundMs(performance.now() - origin)
     const results: TeardownResult[] = []
     // Computed at ready; computed here when the boot failed before (or close() came first).
-    this.#order ??= [...this.#entries.values()].sort((a, b) => b.index - a.index)
+    this.#order ??= this.#latestFirst()
     const pending = new Set(this.#order)
     const done = new Set<string>()
     const running = new Map<Entry, { startedAtMs: number, finished: Promise<void> }>()

@@ -130,14 +130,15 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
       .filter((listener) => !own.has(listener) && !(before.get(event) as Set<unknown>).has(listener))
       .map((listener) => ({ event, listener })))
     if (others.length === 0) return
+    const events = [...new Set(others.map((other) => other.event))]
     if (startedByFastifyCli()) {
       // fastify-cli's close-with-grace: it would call fastify.close() at the signal and exit
       // 500 ms later (--close-grace-delay). This plugin does both, after the pre-stop delay.
       for (const { event, listener } of others) process.removeListener(event, listener as () => void)
-      log.info({ events: [...new Set(others.map((other) => other.event))] }, 'graceful: fastify-cli\'s signal handling set aside, the suite runs the shutdown')
+      log.info({ events }, 'graceful: fastify-cli\'s signal handling set aside, the suite runs the shutdown')
       return
     }
-    log.warn({ events: [...new Set(others.map((other) => other.event))] }, 'graceful: another handler listens for these signals and may close the app before the pre-stop delay is over; remove it (close-with-grace, process.on(\'SIGTERM\')): this plugin closes the app and exits')
+    log.warn({ events }, 'graceful: another handler listens for these signals and may close the app before the pre-stop delay is over; remove it (close-with-grace, process.on(\'SIGTERM\')): this plugin closes the app and exits')
   })
 
   fastify.addHook('onClose', async function removeSignalHandlers () {
