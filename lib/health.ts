@@ -69,7 +69,7 @@ export class CheckRegistry {
       throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.check(): name', 'a non-empty string of letters, digits, _ . -', name)
     }
     if (this.#checks.has(name)) throw new FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK(name)
-    if (typeof fn !== 'function') throw new FST_LIFECYCLE_INVALID_ARGUMENT(`lifecycle.check('${name}'): check`, 'a function', fn)
+    if (typeof fn !== 'function') throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.check(): check', 'a function', fn)
     optionsObject<CheckOptions>(options, `check '${name}' `, CHECK_OPTIONS, `check '${name}' options`)
     const critical = bool(`check '${name}' critical`, options.critical, true)
     const probe = options.probe ?? 'readiness'

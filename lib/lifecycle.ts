@@ -233,7 +233,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   /** For plugin authors: the time a phase may take at most, checked against the overall deadline when ready. */
   setBudget (name: string, ms: number): void {
     if (typeof name !== 'string' || name === '') throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.setBudget(): name', 'a non-empty string', name)
-    if (!Number.isSafeInteger(ms) || ms < 0) throw new FST_LIFECYCLE_INVALID_ARGUMENT(`lifecycle.setBudget('${name}'): ms`, 'a non-negative integer of ms', ms)
+    if (!Number.isSafeInteger(ms) || ms < 0) throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.setBudget(): ms', 'a non-negative integer of ms', ms)
     this.#budget[name] = ms
   }
 

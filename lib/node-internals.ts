@@ -11,6 +11,7 @@ import diagnosticsChannel from 'node:diagnostics_channel'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import { Server as NetServer, type Socket } from 'node:net'
+import { deadline } from './timers.js'
 
 export type RawRequest = IncomingMessage | Http2ServerRequest
 export type RawResponse = ServerResponse | Http2ServerResponse
@@ -163,4 +164,41 @@ export function interceptRequests (server: object, interceptor: Interceptor): vo
   gated.on('request', function lifecycleRequestGate (this: unknown, request, response) {
     if (!interceptor(request, response)) handler.call(this, request, response)
   })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Log lines still being written when the process exits: pino's asynchronous destination.
+//
+// Not Node's own: pino writes to stdout through sonic-boom, asynchronously by default, one
+// fs.write in flight and later lines queued. At process.exit, pino's exit handler writes the
+// queued lines synchronously while the one in flight may not have landed yet, so lines come out
+// of order (the "last" line of a shutdown is not last). pino's flush() does not wait for the
+// write in flight (it returns at once with sonic-boom's default minLength 0). pino keeps its
+// destination under a symbol described 'pino.stream' (not a global one), and sonic-boom marks
+// a write in flight with `_writing` and emits 'drain' once everything is written. Canary:
+// "a pino destination is found, with a write in flight after a line is logged".
+// ---------------------------------------------------------------------------------------------
+
+interface LogDestination {
+  _writing?: unknown
+  once: (event: 'drain', listener: () => void) => unknown
+}
+
+/** The destination of a pino logger (a child's too), or undefined for any other logger. */
+export function logDestination (log: object): LogDestination | undefined {
+  for (let level: object | null = log; level !== null; level = Object.getPrototypeOf(level) as object | null) {
+    for (const symbol of Object.getOwnPropertySymbols(level)) {
+      if (symbol.description === 'pino.stream') return (log as Record<symbol, LogDestination>)[symbol]
+    }
+  }
+  return undefined
+}
+
+/** Resolves once the lines logged so far are written out, or after `ms`: call it before exiting. */
+export async function logsWritten (log: object, ms: number): Promise<void> {
+  const destination = logDestination(log)
+  if (destination?._writing !== true) return
+  const timer = deadline(ms)
+  await Promise.race([new Promise<void>((resolve) => { destination.once('drain', resolve) }), timer.promise])
+  timer.clear()
 }

@@ -23,10 +23,10 @@ export class StartupTasks {
     if (typeof name !== 'string' || name === '' || this.#tasks.has(name)) {
       throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.startupTask(): name', 'a non-empty string not used by another start-up task', name)
     }
-    if (typeof task !== 'function') throw new FST_LIFECYCLE_INVALID_ARGUMENT(`lifecycle.startupTask('${name}'): task`, 'a function', task)
+    if (typeof task !== 'function') throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.startupTask(): task', 'a function', task)
     if (this.#closed) throw new FST_LIFECYCLE_STARTUP_TASK_LATE(name)
     if (options === null || typeof options !== 'object') {
-      throw new FST_LIFECYCLE_INVALID_ARGUMENT(`lifecycle.startupTask('${name}'): options`, 'an object', options)
+      throw new FST_LIFECYCLE_INVALID_ARGUMENT('lifecycle.startupTask(): options', 'an object', options)
     }
     const retryDelay = duration(`startupTask '${name}' retryDelay`, options.retryDelay, 1000, true)
     this.#tasks.set(name, { task, retryDelay })

@@ -5,6 +5,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { FST_LIFECYCLE_BUDGET_EXCEEDED, FST_LIFECYCLE_INVALID_OPTION, FST_LIFECYCLE_SHUTDOWN_FORCED, FST_LIFECYCLE_UNKNOWN_SIGNAL } from '../lib/errors.js'
 import { logFatal, shows } from '../lib/fatal.js'
 import { useLifecycle } from '../lib/lifecycle.js'
+import { logsWritten } from '../lib/node-internals.js'
 import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
 import { kAbandon, kClaim, kReadyCheck } from '../lib/symbols.js'
 
@@ -114,6 +115,9 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
       // With the logger off, the one line that says why the exit code is 1.
       process.stderr.write(`fastify-lifecycle: shutdown not clean, exiting with code 1: ${[...report.forced, ...(report.error === undefined ? [] : [`error: ${report.error}`])].join('; ')}\n`)
     }
+    // The exit comes next: let the log lines still being written land first, in order, so the
+    // line above is the last one (see lib/node-internals.ts).
+    await logsWritten(log, 1000)
     // close-with-grace exits 1 on an error cause or a rejection, 0 otherwise.
     if (report.forced.length > 0) throw new FST_LIFECYCLE_SHUTDOWN_FORCED(report.forced.join('; '))
   })

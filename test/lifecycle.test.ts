@@ -241,7 +241,7 @@ test('arguments of the plugin-author API are checked, with the method and the va
   t.throws(() => lifecycle.during('closed' as never, () => {}), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: "lifecycle.during(): phase must be 'draining' or 'closing', received 'closed'" })
   t.throws(() => lifecycle.during('draining', 'later' as never), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: "lifecycle.during(): step must be a function, received 'later'" })
   t.throws(() => lifecycle.setBudget('', 5), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: /^lifecycle\.setBudget\(\): name must be a non-empty string/ })
-  t.throws(() => lifecycle.setBudget('queue', -1), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: "lifecycle.setBudget('queue'): ms must be a non-negative integer of ms, received -1" })
+  t.throws(() => lifecycle.setBudget('queue', -1), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: 'lifecycle.setBudget(): ms must be a non-negative integer of ms, received -1' })
   t.throws(() => lifecycle.shutdown(42 as never), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: /^lifecycle\.shutdown\(\): cause must be a string or \{ cause: string, error\?: unknown \}, received 42$/ })
   t.throws(() => lifecycle.shutdown({ reason: 'x' } as never), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT' })
   t.equal(lifecycle.phase, 'starting', 'a refused shutdown() started nothing')

@@ -2,11 +2,15 @@
 // workaround there depends on. A canary that fails means Node changed: read the comment of the
 // workaround it names, and remove or adapt it.
 import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect, type AddressInfo, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test, type Test } from 'tap'
 import Fastify from 'fastify'
-import { closeIdleSockets, interceptRequests, isEventStream, observeRequests, responseOn } from '../lib/node-internals.js'
+import { pino } from 'pino'
+import { closeIdleSockets, interceptRequests, isEventStream, logDestination, logsWritten, observeRequests, responseOn } from '../lib/node-internals.js'
 
 const SIZE = 8 * 1024 * 1024
 
@@ -150,4 +154,22 @@ test('interceptRequests(): the interceptor answers what it takes; every other re
   t.equal(await (await fetch(`http://127.0.0.1:${port}/probe`)).text(), 'probe')
   t.equal(await (await fetch(`http://127.0.0.1:${port}/other`)).text(), 'first')
   t.same(seen, ['first /other', 'second /other'])
+})
+
+test('canary (workaround 6): a pino destination is found, with a write in flight after a line is logged; logsWritten() waits for it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fastify-lifecycle-log-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'app.log')
+  const destination = pino.destination({ dest: file, sync: false })
+  await once(destination, 'ready')
+  const app = Fastify({ loggerInstance: pino(destination) })
+  t.teardown(() => app.close())
+  const log = app.log.child({ plugin: 'test' })
+  t.equal(logDestination(log), destination, 'found from a child logger too; when this fails, pino keeps its destination elsewhere')
+  log.info('the last line')
+  t.equal((destination as unknown as { _writing: boolean })._writing, true, 'a write is in flight right after logging')
+  await logsWritten(log, 5000)
+  t.match(readFileSync(file, 'utf8'), /"msg":"the last line"/, 'written out once logsWritten() resolved')
+  t.equal(logDestination(Fastify().log), undefined, 'Fastify\'s logger left off has no destination')
+  await logsWritten(Fastify().log, 5000)
 })
