@@ -1,6 +1,8 @@
 // A Fastify service the way a user writes it, with fastify-lifecycle handling the shutdown.
 // Run `npm run build` first, then `node examples/service.js`. Environment:
 //   PORT (0 = any free port), HOST (127.0.0.1), PRE_STOP_DELAY_MS (5000), DRAIN_TIMEOUT_MS (5000),
+//   PRE_STOP_QUIET_MS and PRE_STOP_MAX_MS (the adaptive pre-stop window: serve until no request
+//   came for QUIET ms, at most MAX ms; PRE_STOP_DELAY_MS is then the least time, default 0),
 //   REDIS_URL and PG_URL (optional: a real Redis client and pg pool, closed at shutdown)
 import Fastify from 'fastify'
 import websocket from '@fastify/websocket'
@@ -14,7 +16,11 @@ function msFromEnv (name, fallback) {
 const app = Fastify({ logger: true })
 
 await app.register(lifecycle, {
-  preStop: { delay: msFromEnv('PRE_STOP_DELAY_MS', 5000) },
+  preStop: {
+    delay: msFromEnv('PRE_STOP_DELAY_MS', undefined),
+    quiet: msFromEnv('PRE_STOP_QUIET_MS', undefined),
+    maxDelay: msFromEnv('PRE_STOP_MAX_MS', undefined)
+  },
   drain: { timeout: msFromEnv('DRAIN_TIMEOUT_MS', 5000) }
 })
 

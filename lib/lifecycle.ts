@@ -19,6 +19,7 @@ import {
   kCountInFlight,
   kLifecycle,
   kMarkForced,
+  kProbe,
   kReadyCheck,
   kRecord,
   kTeardown,
@@ -29,7 +30,7 @@ import { logFatal } from './fatal.js'
 import { messageOf } from './timers.js'
 import { WorkRegistry, type HeldWork, type LongLivedConnection, type LongLivedHandle, type TrackedLongLived } from './work.js'
 
-export type { Phase, ShutdownCause, ShutdownReport, PhaseTiming, ReportStages, PreStopStage, DrainStage, TeardownStage, LongLivedCounts } from './report.js'
+export type { Phase, ShutdownCause, ShutdownReport, PhaseTiming, ReportStages, PreStopStage, PreStopEnd, DrainStage, TeardownStage, LongLivedCounts } from './report.js'
 export type { HeldWork, LongLivedConnection, LongLivedHandle, TrackedLongLived } from './work.js'
 export type { StartupTaskOptions } from './startup.js'
 
@@ -80,6 +81,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   #teardown: TeardownRegistry | undefined
   #checks: CheckRegistry | undefined
   #countInFlight: () => number = () => 0
+  #isProbe: (url: string) => boolean = () => false
   #manualReady = true
   #phase: Phase = 'starting'
   #everReady = false
@@ -259,6 +261,15 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
 
   /** @internal the health plugin hands its registry over. */
   [kChecks] (registry: CheckRegistry): void { this.#checks = registry }
+
+  /**
+   * @internal the health plugin says which requests to the service's server are its probes
+   * (only when it serves them there); called with no argument, gives that matcher.
+   */
+  [kProbe] (matcher?: (url: string) => boolean): (url: string) => boolean {
+    if (matcher !== undefined) this.#isProbe = matcher
+    return this.#isProbe
+  }
 
   /** @internal the teardown plugin hands its registry over. */
   [kTeardown] (registry: TeardownRegistry): void { this.#teardown = registry }

@@ -22,13 +22,28 @@ export interface PhaseTiming {
 }
 
 /** What the pre-stop plugin did: the delay served, or skipped for an instance never ready. */
+/** What ended the pre-stop window: the fixed delay, a quiet period, or the maximum. */
+export type PreStopEnd = 'delay' | 'quiet' | 'maxDelay'
+
 export interface PreStopStage {
-  /** The configured delay, in ms. */
+  /** `fixed`: a set delay; `adaptive`: until traffic stops (`quiet`), at most `maxDelay`. */
+  mode: 'fixed' | 'adaptive'
+  /** The configured delay (adaptive: the least time), in ms. */
   delay: number
   /** How long the service kept serving, in ms (0 when skipped). */
   waitedMs: number
   /** True when the instance was never ready, so no load balancer had to be waited for. */
   skipped: boolean
+  /** What ended the window (absent when skipped). */
+  endedBy?: PreStopEnd
+  /** Adaptive: the quiet period that ends the window, in ms. */
+  quiet?: number
+  /** Adaptive: the latest the window could end, in ms after the shutdown started. */
+  maxDelay?: number
+  /** Adaptive: requests that arrived during the window (probes and ignored paths left out). */
+  requests?: number
+  /** Adaptive: when the last of them arrived, in ms after the shutdown started. */
+  lastRequestMs?: number
 }
 
 /** Long-lived connections (WebSockets, SSE streams, your own) during the drain. */

@@ -25,6 +25,11 @@ export const kTeardown = Symbol('fastify-lifecycle.teardown')
 export const kWork = Symbol('fastify-lifecycle.work')
 /** @internal `lifecycle[kClaim](piece)`: a piece of the suite registers once per server. */
 export const kClaim = Symbol('fastify-lifecycle.claim')
+/**
+ * @internal `lifecycle[kProbe](matcher)`: the health plugin says which requests of the service's
+ * server are its probes; `lifecycle[kProbe]()` gives that matcher (probes are not traffic).
+ */
+export const kProbe = Symbol('fastify-lifecycle.probe')
 /** @internal `lifecycle[kReadyCheck](name, check)`: must pass before the lifecycle enters `ready`. */
 export const kReadyCheck = Symbol('fastify-lifecycle.readyCheck')
 /** @internal `lifecycle[kBootFailed](listener)`: a ready check failed the boot, with this error. */

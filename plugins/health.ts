@@ -7,7 +7,7 @@ import { CheckRegistry, type CheckFunction, type CheckOptions, type CheckResult,
 import { useLifecycle, type Lifecycle } from '../lib/lifecycle.js'
 import { interceptRequests, type RawRequest, type RawResponse } from '../lib/node-internals.js'
 import { alreadyResolved, bool, checkKnownKeys, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kBootFailed, kChecks, kClaim, kReadyCheck } from '../lib/symbols.js'
+import { kBootFailed, kChecks, kClaim, kProbe, kReadyCheck } from '../lib/symbols.js'
 
 export type { CheckFunction, CheckOptions, CheckResult, ProbeKind } from '../lib/health.js'
 
@@ -190,19 +190,25 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
   function handleProbe (request: RawRequest, response: RawResponse): boolean {
     const url = request.url as string
     if (!secondChars.has(url.charCodeAt(1))) return false
+    const match = matchProbe(url)
+    if (match === undefined) return false
+    answer(probes[match.index], match.only, match.query, request, response)
+    return true
+  }
+
+  /** Which probe a URL asks for, if any, with the check it names and its query string. */
+  function matchProbe (url: string): { index: number, only: string, query: string } | undefined {
     for (let i = 0; i < probePaths.length; i++) {
       const path = probePaths[i]
       if (!url.startsWith(path)) continue
-      const probe = probes[i]
       const queryAt = url.indexOf('?')
       let rest = (queryAt === -1 ? url : url.slice(0, queryAt)).slice(path.length)
       if (rest.endsWith('/')) rest = rest.slice(0, -1)
       // '/readyz', '/readyz/' or '/readyz/<check>'; '/readyzzz' is someone else's route.
       if (rest !== '' && !rest.startsWith('/')) continue
-      answer(probe, rest.slice(1), queryAt === -1 ? '' : url.slice(queryAt + 1), request, response)
-      return true
+      return { index: i, only: rest.slice(1), query: queryAt === -1 ? '' : url.slice(queryAt + 1) }
     }
-    return false
+    return undefined
   }
 
   function answer (probe: ProbeKind, only: string, query: string, request: RawRequest, response: RawResponse): void {
@@ -280,6 +286,8 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
   let closeProbes = (): void => {}
   if (config.port === undefined) {
     interceptRequests(fastify.server, handleProbe)
+    // Probes on the service's port are not traffic to the pre-stop window.
+    lifecycle[kProbe]((url) => secondChars.has(url.charCodeAt(1)) && matchProbe(url) !== undefined)
   } else {
     closeProbes = await listenForProbes(fastify, config, log, handleProbe)
   }

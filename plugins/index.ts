@@ -62,6 +62,7 @@ export type {
   ShutdownReport,
   ReportStages,
   PreStopStage,
+  PreStopEnd,
   DrainStage,
   TeardownStage,
   LongLivedCounts,

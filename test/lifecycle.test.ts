@@ -79,7 +79,7 @@ test('the pre-stop delay is skipped for an instance that was never ready', async
   await app.register(preStop, { delay: 60_000 })
   const report = app.lifecycle.shutdown()
   await app.ready()
-  t.same((await report).stages.preStop, { delay: 60_000, waitedMs: 0, skipped: true })
+  t.same((await report).stages.preStop, { mode: 'fixed', delay: 60_000, waitedMs: 0, skipped: true })
 })
 
 test('the pre-stop delay runs between draining and closing', async (t) => {
@@ -126,10 +126,10 @@ test('plugins record stages, mark forced ones and register budgets', async (t) =
   budget.custom = 5
   t.same(lifecycle.budget, { custom: 100 }, 'budget is a copy')
   await app.ready()
-  lifecycle[kRecord]('preStop', { delay: 3, waitedMs: 3, skipped: false })
+  lifecycle[kRecord]('preStop', { mode: 'fixed', delay: 3, waitedMs: 3, skipped: false })
   lifecycle[kMarkForced]('custom', 'gave up on 1 item')
   const report = await lifecycle.shutdown()
-  t.same(report.stages.preStop, { delay: 3, waitedMs: 3, skipped: false })
+  t.same(report.stages.preStop, { mode: 'fixed', delay: 3, waitedMs: 3, skipped: false })
   t.same(report.forced, ['custom: gave up on 1 item'])
 })
 
