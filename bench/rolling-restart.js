@@ -20,6 +20,7 @@ const ROUNDS = SHORT ? 1 : 3
 const REPLICAS = 3
 const PRE_STOP_DELAY_MS = 2000 // > HAProxy's detection time: inter 500ms x fall 1, plus margin
 const HEALTH_INTERVAL_MS = 500
+const ADAPTIVE_QUIET_MS = 300
 const service = fileURLToPath(new URL('../examples/service.js', import.meta.url))
 const naive = fileURLToPath(new URL('./naive-service.js', import.meta.url))
 
@@ -71,9 +72,9 @@ async function waitForServer (socketPath, server, wanted) {
 
 /**
  * One run: HAProxy, REPLICAS replicas, load, ROUNDS rounds of replacement.
- * @param {{ name: string, target: 'lifecycle' | 'naive', reuse: 'safe' | 'always', rounds: number }} run
+ * @param {{ name: string, target: 'lifecycle' | 'naive', reuse: 'safe' | 'always', rounds: number, env?: Record<string, string> }} run
  */
-async function rollingRestart ({ name, target, reuse, rounds }) {
+async function rollingRestart ({ name, target, reuse, rounds, env = {} }) {
   const frontPort = await freePort()
   const socketPath = join(dir, `${name}.sock`)
   // Two ports per slot: the new replica starts on the free one while the old one drains.
@@ -111,7 +112,7 @@ async function rollingRestart ({ name, target, reuse, rounds }) {
   /** @param {number} port */
   const startReplica = async (port) => {
     const replica = startProcess(process.execPath, [script], {
-      env: { PORT: String(port), HOST: '127.0.0.1', PRE_STOP_DELAY_MS: String(PRE_STOP_DELAY_MS), DRAIN_TIMEOUT_MS: '5000', REDIS_URL: '', PG_URL: '' }
+      env: { PORT: String(port), HOST: '127.0.0.1', PRE_STOP_DELAY_MS: String(PRE_STOP_DELAY_MS), DRAIN_TIMEOUT_MS: '5000', REDIS_URL: '', PG_URL: '', ...env }
     })
     await replica.waitFor((l) => String(l.msg).startsWith('Server listening'))
     return replica
@@ -124,6 +125,7 @@ async function rollingRestart ({ name, target, reuse, rounds }) {
 
   const load = startLoad({ origin: `http://127.0.0.1:${frontPort}`, keepAliveClients: 30, freshClients: 5, maxDurationMs: 600_000, idPrefix: name })
   const shutdowns = []
+  const started = performance.now()
   for (let round = 0; round < rounds; round++) {
     for (const [i, slot] of slots.entries()) {
       const next = 1 - slot.active
@@ -134,11 +136,12 @@ async function rollingRestart ({ name, target, reuse, rounds }) {
       old.kill('SIGTERM')
       const { code } = await old.exited
       const report = old.lines.find((/** @type {Record<string, any>} */ l) => l.msg === 'lifecycle: shutdown report')?.report
-      shutdowns.push({ replica: `s${i}${'ab'[slot.active]}`, exitCode: code, shutdownMs: Math.round(performance.now() - signalAt), lost: report?.forced ?? [] })
+      shutdowns.push({ replica: `s${i}${'ab'[slot.active]}`, exitCode: code, shutdownMs: Math.round(performance.now() - signalAt), lost: report?.forced ?? [], preStop: report?.stages?.preStop })
       slot.replica = fresh
       slot.active = next
     }
   }
+  const rolloutMs = Math.round(performance.now() - started)
   load.stop()
   const outcomes = await load.done
   for (const slot of slots) slot.replica.kill('SIGTERM')
@@ -160,12 +163,15 @@ async function rollingRestart ({ name, target, reuse, rounds }) {
   }
   const failed = outcomes.length - kinds.answered
   const haproxyErrors = haproxy.lines.filter((l) => / 5\d\d /.test(String(l.msg)) || /SC--|CD--|SD--/.test(String(l.msg))).slice(0, 5).map((l) => l.msg)
-  return { name, target, reuse, rounds, sent: outcomes.length, failed, kinds, shutdowns, haproxyErrors }
+  return { name, target, reuse, rounds, sent: outcomes.length, failed, kinds, shutdowns, haproxyErrors, rolloutMs }
 }
 
 const runs = [
   { name: 'lifecycle-reuse-safe', target: /** @type {const} */ ('lifecycle'), reuse: /** @type {const} */ ('safe'), rounds: ROUNDS },
   { name: 'lifecycle-reuse-always', target: /** @type {const} */ ('lifecycle'), reuse: /** @type {const} */ ('always'), rounds: ROUNDS },
+  // The adaptive pre-stop window instead of the fixed delay: it ends once HAProxy, having seen
+  // readiness fail, stops sending (its health checks are probes, not traffic).
+  { name: 'lifecycle-adaptive', target: /** @type {const} */ ('lifecycle'), reuse: /** @type {const} */ ('safe'), rounds: ROUNDS, env: { PRE_STOP_DELAY_MS: '0', PRE_STOP_QUIET_MS: String(ADAPTIVE_QUIET_MS), PRE_STOP_MAX_MS: '5000' } },
   { name: 'naive-reuse-safe', target: /** @type {const} */ ('naive'), reuse: /** @type {const} */ ('safe'), rounds: 1 }
 ]
 
@@ -174,10 +180,14 @@ let lost = 0
 for (const run of runs) {
   const result = await rollingRestart(run)
   if (result.target === 'lifecycle') lost += result.failed
-  console.log(`\n${result.name}: ${result.target === 'lifecycle' ? 'fastify-lifecycle (examples/service.js)' : 'close-with-grace + app.close(), Fastify defaults'}, http-reuse ${result.reuse}, ${result.rounds} round(s) of ${REPLICAS} replacements`)
+  const preStop = result.target === 'naive' ? '' : result.name === 'lifecycle-adaptive' ? `, adaptive pre-stop window (quiet ${ADAPTIVE_QUIET_MS} ms, no least time)` : `, fixed pre-stop delay ${PRE_STOP_DELAY_MS} ms`
+  console.log(`\n${result.name}: ${result.target === 'lifecycle' ? 'fastify-lifecycle (examples/service.js)' : 'close-with-grace + app.close(), Fastify defaults'}, http-reuse ${result.reuse}${preStop}, ${result.rounds} round(s) of ${REPLICAS} replacements in ${result.rolloutMs} ms`)
   console.log(`  requests sent ${result.sent}, answered 2xx ${result.kinds.answered}, failed ${result.failed}`)
   console.log(`  failed by kind: refused ${result.kinds.refused}, reset ${result.kinds.reset}, 502 ${result.kinds.http502}, 503 ${result.kinds.http503}, other status ${result.kinds.otherStatus}, timeout ${result.kinds.timeout}, other error ${result.kinds.otherError}`)
-  for (const s of result.shutdowns) console.log(`  replica ${s.replica}: exit code ${s.exitCode}, SIGTERM to exit ${s.shutdownMs} ms${s.lost.length > 0 ? `, forced: ${s.lost.join('; ')}` : ''}`)
+  for (const s of result.shutdowns) {
+    const window = s.preStop === undefined ? '' : `, window ${s.preStop.waitedMs} ms ended by ${s.preStop.endedBy}`
+    console.log(`  replica ${s.replica}: exit code ${s.exitCode}, SIGTERM to exit ${s.shutdownMs} ms${window}${s.lost.length > 0 ? `, forced: ${s.lost.join('; ')}` : ''}`)
+  }
   if (result.failed > 0 && result.haproxyErrors.length > 0) console.log(`  HAProxy log (first errors):\n    ${result.haproxyErrors.join('\n    ')}`)
 }
 console.log(lost === 0 ? '\nRESULT: fastify-lifecycle lost no request' : `\nRESULT: fastify-lifecycle lost ${lost} request(s)`)
