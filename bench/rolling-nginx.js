@@ -176,6 +176,7 @@ async function rollingRestart ({ name, env }) {
   return { name, sent: outcomes.length, failed: outcomes.length - kinds.answered, kinds, shutdowns, rolloutMs }
 }
 
+/** @type {Array<{ name: string, label: string, env: Record<string, string> }>} */
 const runs = [
   { name: 'fixed', label: `fixed pre-stop delay ${FIXED_DELAY_MS} ms`, env: { PRE_STOP_DELAY_MS: String(FIXED_DELAY_MS) } },
   { name: 'adaptive', label: `adaptive window: delay 0, quiet ${QUIET_MS} ms, maxDelay ${MAX_DELAY_MS} ms`, env: { PRE_STOP_DELAY_MS: '0', PRE_STOP_QUIET_MS: String(QUIET_MS), PRE_STOP_MAX_MS: String(MAX_DELAY_MS) } }
