@@ -133,7 +133,8 @@ const preStop: FastifyPluginAsync<PreStopOptions> = async function preStop (fast
     let lastTraffic = started
     let requests = 0
     function arrived (request: Arrival): void {
-      const url = request.url ?? '/'
+      // Always set on a server's requests (and upgrades); typed optional for client messages.
+      const url = request.url as string
       if (isProbe(url)) return
       if (ignored.size > 0) {
         const queryAt = url.indexOf('?')

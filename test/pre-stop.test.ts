@@ -91,7 +91,7 @@ test('adaptive: a client that keeps sending is served, told to reconnect, and th
 test('adaptive: probes and ignored paths are not traffic, whatever their rate', async (t) => {
   const { app, origin } = await service(t, { quiet: 300, maxDelay: 4000, ignorePaths: ['/my-health'] })
   const started = app.lifecycle.shutdown()
-  const outcomes = await sendUntilClosing(app, origin, ['/readyz', '/livez?verbose', '/my-health?from=lb'])
+  const outcomes = await sendUntilClosing(app, origin, ['/readyz', '/livez?verbose', '/my-health?from=lb', '/my-health'])
   const stage = (await started).stages.preStop!
   t.equal(stage.endedBy, 'quiet', 'only probes arrived: the quiet period ended the window')
   t.equal(stage.requests, 0)
