@@ -4,7 +4,7 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { FST_LIFECYCLE_BUDGET_EXCEEDED, FST_LIFECYCLE_INVALID_OPTION, FST_LIFECYCLE_SHUTDOWN_FORCED, FST_LIFECYCLE_UNKNOWN_SIGNAL } from '../lib/errors.js'
 import { logFatal, shows } from '../lib/fatal.js'
-import { useLifecycle } from '../lib/lifecycle.js'
+import { useLifecycle, type ShutdownCause, type ShutdownReport } from '../lib/lifecycle.js'
 import { logsWritten } from '../lib/node-internals.js'
 import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
 import { kAbandon, kClaim, kReadyCheck } from '../lib/symbols.js'
@@ -71,6 +71,33 @@ function checkBudget (budget: Readonly<Record<string, number>>, deadline: number
   }
 }
 
+/** What the process-wide registry needs of a lifecycle (another copy of the package's included). */
+interface ProcessMember {
+  shutdown: (cause: ShutdownCause) => Promise<ShutdownReport>
+}
+
+/**
+ * The servers of this process whose signals a graceful plugin handles (a public and an admin
+ * server, say). The process exits once: the shutdown that ends first shuts the others down too
+ * and waits for them, so that its exit cuts no other server's drain or teardown. Kept on
+ * `process` under a global symbol, so that two copies of the package share it.
+ */
+interface ProcessShutdowns {
+  readonly members: Set<ProcessMember>
+  /** The signal and error listeners graceful plugins installed: not someone else's. */
+  readonly listeners: Set<unknown>
+  /** Set at the first signal or uncaught error: members then stay until the exit. */
+  exiting: boolean
+}
+
+const kProcessShutdowns = Symbol.for('fastify-lifecycle.process-shutdowns')
+
+function processShutdowns (): ProcessShutdowns {
+  const holder = process as unknown as Record<symbol, ProcessShutdowns | undefined>
+  holder[kProcessShutdowns] ??= { members: new Set(), listeners: new Set(), exiting: false }
+  return holder[kProcessShutdowns]
+}
+
 /**
  * Owns the process signals through close-with-grace: the first signal (or an uncaught error)
  * starts `lifecycle.shutdown()`, a second one exits at once, and one overall deadline bounds
@@ -88,6 +115,7 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
   for (const signal of HANDLED_SIGNALS) if (!config.signals.includes(signal)) skip.push(signal)
   if (!config.handleErrors) skip.push('uncaughtException', 'unhandledRejection')
 
+  const shared = processShutdowns()
   const handlers = closeWithGrace({
     delay: config.timeout,
     skip,
@@ -104,26 +132,41 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
       lifecycle[kAbandon](`overall deadline of ${delay}ms reached`)
     }
   }, async function shutdownGracefully ({ signal, err }) {
+    shared.exiting = true
     if (err !== undefined) {
       logFatal(log, { err }, 'graceful: uncaught error, shutting down')
     } else {
       log.info({ signal, timeout: config.timeout }, 'graceful: signal received, shutting down')
     }
-    const report = await lifecycle.shutdown(err !== undefined ? { cause: 'error', error: err } : { cause: signal as string })
-    log[report.exitCode === 0 ? 'info' : 'warn']({ exitCode: report.exitCode, totalMs: report.totalMs, forced: report.forced }, 'graceful: shutdown complete, exiting')
-    if (report.exitCode !== 0 && !shows(log, 'warn')) {
+    const cause: ShutdownCause = err !== undefined ? { cause: 'error', error: err } : { cause: signal as string }
+    const report = await lifecycle.shutdown(cause)
+    // The exit ends every server of the process: the others shut down too, and are waited for.
+    const others = [...shared.members].filter((member) => member !== lifecycle)
+    const forced = [...report.forced]
+    let exitCode = report.exitCode
+    if (others.length > 0) {
+      log.info({ servers: others.length }, 'graceful: waiting for the other servers of this process to shut down')
+      for (const other of await Promise.all(others.map((member) => member.shutdown(cause)))) {
+        forced.push(...other.forced)
+        if (other.exitCode !== 0) exitCode = 1
+      }
+    }
+    log[exitCode === 0 ? 'info' : 'warn']({ exitCode, totalMs: report.totalMs, forced }, 'graceful: shutdown complete, exiting')
+    if (exitCode !== 0 && !shows(log, 'warn')) {
       // With the logger off, the one line that says why the exit code is 1.
-      process.stderr.write(`fastify-lifecycle: shutdown not clean, exiting with code 1: ${[...report.forced, ...(report.error === undefined ? [] : [`error: ${report.error}`])].join('; ')}\n`)
+      process.stderr.write(`fastify-lifecycle: shutdown not clean, exiting with code 1: ${[...forced, ...(report.error === undefined ? [] : [`error: ${report.error}`])].join('; ')}\n`)
     }
     // The exit comes next: let the log lines still being written land first, in order, so the
     // line above is the last one (see lib/node-internals.ts).
     await logsWritten(log, 1000)
     // close-with-grace exits 1 on an error cause or a rejection, 0 otherwise.
-    if (report.forced.length > 0) throw new FST_LIFECYCLE_SHUTDOWN_FORCED(report.forced.join('; '))
+    if (forced.length > 0) throw new FST_LIFECYCLE_SHUTDOWN_FORCED(forced.join('; '))
   })
 
   // Our own listeners: those the close-with-grace call above added.
   const own = new Set(watched.flatMap((event) => process.listeners(event as 'SIGTERM').filter((listener) => !(before.get(event) as Set<unknown>).has(listener))))
+  shared.members.add(lifecycle)
+  for (const listener of own) shared.listeners.add(listener)
 
   lifecycle[kReadyCheck](function checkShutdownBudget () { checkBudget(lifecycle.budget, config.timeout) })
 
@@ -131,7 +174,7 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
   // fastify-cli's does) would close the listener at once, skipping the pre-stop delay.
   fastify.addHook('onReady', async function checkOtherSignalHandlers () {
     const others = watched.flatMap((event) => process.listeners(event as 'SIGTERM')
-      .filter((listener) => !own.has(listener) && !(before.get(event) as Set<unknown>).has(listener))
+      .filter((listener) => !shared.listeners.has(listener) && !(before.get(event) as Set<unknown>).has(listener))
       .map((listener) => ({ event, listener })))
     if (others.length === 0) return
     const events = [...new Set(others.map((other) => other.event))]
@@ -147,6 +190,10 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
 
   fastify.addHook('onClose', async function removeSignalHandlers () {
     handlers.uninstall()
+    for (const listener of own) shared.listeners.delete(listener)
+    // Closed on its own (app.close(), a test): nothing to wait for. Closed by the process's
+    // shutdown: another server's exit may still be waiting for it.
+    if (!shared.exiting) shared.members.delete(lifecycle)
   })
 }
 
