@@ -39,6 +39,8 @@ export interface LoadOptions {
   maxDurationMs?: number
   /** @default 'r' */
   idPrefix?: string
+  /** Headers sent with every request (a token for a service that asks for one). @default {} */
+  headers?: Record<string, string>
 }
 
 export interface Load {
@@ -64,7 +66,8 @@ export function startLoad (options: LoadOptions): Load {
     path = mixedPath,
     maxRequestsPerClient = 2000,
     maxDurationMs = 30_000,
-    idPrefix = 'r'
+    idPrefix = 'r',
+    headers = {}
   } = options
   const outcomes: Outcome[] = []
   let stopped = false
@@ -75,7 +78,7 @@ export function startLoad (options: LoadOptions): Load {
     const outcome: Outcome = { id, path: reqPath, fresh, startedAt: performance.now(), endedAt: 0 }
     outcomes.push(outcome)
     try {
-      const res = await client.request({ method: 'GET', path: reqPath, headers: { 'x-test-id': id } })
+      const res = await client.request({ method: 'GET', path: reqPath, headers: { ...headers, 'x-test-id': id } })
       await res.body.dump()
       outcome.status = res.statusCode
       outcome.connection = res.headers.connection as string | undefined
