@@ -18,6 +18,7 @@ import {
   kClaim,
   kCountInFlight,
   kLifecycle,
+  kListenFailed,
   kMarkForced,
   kProbe,
   kReadyCheck,
@@ -82,6 +83,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   #checks: CheckRegistry | undefined
   #countInFlight: () => number = () => 0
   #isProbe: (url: string) => boolean = () => false
+  #listenFailed = false
   #manualReady = true
   #phase: Phase = 'starting'
   #everReady = false
@@ -119,7 +121,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   get deadlineSignal (): AbortSignal { return this.#deadline.signal }
 
   /** Should this instance receive traffic now? The phase is `ready` and no one called setReady(false). */
-  isReady (): boolean { return this.#phase === 'ready' && this.#manualReady }
+  isReady (): boolean { return this.#phase === 'ready' && this.#manualReady && !this.#listenFailed }
 
   /** Requests in flight right now (0 unless the drain plugin is registered). */
   get inFlight (): number { return this.#countInFlight() }
@@ -302,6 +304,9 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this.#onBootFailed.push(listener)
   }
 
+  /** @internal true once the server's listen() failed: it was `ready` but never served. */
+  get [kListenFailed] (): boolean { return this.#listenFailed }
+
   /**
    * @internal the process is about to exit before `closed` (a second signal, the overall
    * deadline): logs the report as it stands, synchronously, and returns it.
@@ -388,6 +393,17 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
         lifecycle.#startUp()
       }
     })
+    // listen() comes after ready: a port taken (EADDRINUSE) or forbidden (EACCES) fails a boot
+    // that the ready checks had passed. The instance will never serve: it must not say ready,
+    // and its probe listener closes as for any failed boot. Watched until the server listens.
+    const server = fastify.server
+    function listenFailed (err: Error): void {
+      lifecycle.#listenFailed = true
+      lifecycle.#log.error({ err }, 'lifecycle: the server failed to listen, this instance will never be ready')
+      for (const listener of lifecycle.#onBootFailed) listener(err)
+    }
+    server.once('error', listenFailed)
+    server.once('listening', function listening () { server.removeListener('error', listenFailed) })
     fastify.addHook('preClose', async function lifecycleClosing () {
       lifecycle.#enter('draining')
       lifecycle.#enter('closing')

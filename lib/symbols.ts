@@ -25,6 +25,8 @@ export const kTeardown = Symbol('fastify-lifecycle.teardown')
 export const kWork = Symbol('fastify-lifecycle.work')
 /** @internal `lifecycle[kClaim](piece)`: a piece of the suite registers once per server. */
 export const kClaim = Symbol('fastify-lifecycle.claim')
+/** @internal `lifecycle[kListenFailed]`: the server's listen() failed (EADDRINUSE, EACCES). */
+export const kListenFailed = Symbol('fastify-lifecycle.listenFailed')
 /**
  * @internal `lifecycle[kProbe](matcher)`: the health plugin says which requests of the service's
  * server are its probes; `lifecycle[kProbe]()` gives that matcher (probes are not traffic).

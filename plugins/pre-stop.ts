@@ -5,7 +5,7 @@ import { FST_LIFECYCLE_INVALID_OPTION } from '../lib/errors.js'
 import { useLifecycle } from '../lib/lifecycle.js'
 import { alreadyResolved, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
 import type { PreStopEnd } from '../lib/report.js'
-import { kClaim, kProbe, kRecord } from '../lib/symbols.js'
+import { kClaim, kListenFailed, kProbe, kRecord } from '../lib/symbols.js'
 import { roundMs, wait } from '../lib/timers.js'
 
 export interface PreStopOptions {
@@ -90,15 +90,12 @@ const preStop: FastifyPluginAsync<PreStopOptions> = async function preStop (fast
 
   lifecycle.setBudget('preStop', config.maxDelay)
 
-  // A listen() that fails (EADDRINUSE, EACCES) comes after ready: the instance was `ready` but
-  // never served, so no load balancer has anything to stop sending. Watched until it listens.
   const server = fastify.server
-  let listenFailed = false
-  function listenFailedBeforeListening (): void { listenFailed = true }
-  server.once('error', listenFailedBeforeListening)
-  server.once('listening', function listening () { server.removeListener('error', listenFailedBeforeListening) })
 
   lifecycle.during('draining', async function preStopDelay () {
+    // A listen() that failed after ready: the instance never served, so no load balancer has
+    // anything to stop sending.
+    const listenFailed = lifecycle[kListenFailed]
     if (!lifecycle.everReady || listenFailed) {
       // No load balancer was ever told to send traffic here: nothing to wait for.
       log.info({ delay: config.delay }, listenFailed ? 'pre-stop: the service failed to listen, skipping the delay' : 'pre-stop: instance was never ready, skipping the delay')

@@ -1,4 +1,5 @@
 import { once } from 'node:events'
+import net from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -539,4 +540,22 @@ test('a boot that fails on a ready check closes the probe port at once: no probe
   t.match(lines.find((l) => l.msg === 'lifecycle: start-up failed, this instance will never be ready'), { level: 50, err: { code: 'FST_LIFECYCLE_TEARDOWN_UNKNOWN_DEPENDENCY' } })
   const report = await app.lifecycle.shutdown()
   t.equal(report.stages.preStop?.skipped, true, 'the pre-stop delay is skipped for an instance that never became ready')
+})
+
+test('a listen() that fails after ready (port taken) fails the boot: never ready, the probe port closes, no pre-stop delay', async (t) => {
+  const port = await freePort()
+  const taken = net.createServer()
+  taken.listen(0, '127.0.0.1')
+  await once(taken, 'listening')
+  t.teardown(() => taken.close())
+  const { stream, lines } = captureLogs()
+  const app = Fastify({ logger: { level: 'info', stream } })
+  t.teardown(() => app.close())
+  await app.register(lifecycle, { graceful: false, preStop: { delay: 60_000 }, health: { port, host: '127.0.0.1' } })
+  await t.rejects(app.listen({ port: (taken.address() as net.AddressInfo).port, host: '127.0.0.1' }), { code: 'EADDRINUSE' })
+  t.equal(app.lifecycle.isReady(), false, 'not ready: it never served')
+  await t.rejects(request(`http://127.0.0.1:${port}/readyz`), { code: 'ECONNREFUSED' }, 'the probe port is closed: readiness and liveness fail')
+  t.match(lines.find((l) => l.msg === 'lifecycle: the server failed to listen, this instance will never be ready'), { level: 50, err: { code: 'EADDRINUSE' } })
+  const report = await app.lifecycle.shutdown()
+  t.equal(report.stages.preStop?.skipped, true, 'the 60 s pre-stop delay was skipped')
 })
