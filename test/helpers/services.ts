@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import type { Test } from 'tap'
 import pg from 'pg'
 import { Redis } from 'ioredis'
@@ -96,4 +96,39 @@ export async function startOwnRedis (t: Test): Promise<{ url: string, stop: () =
   const url = `redis://127.0.0.1:${port}`
   await requireRedis(url)
   return { url, stop }
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 to `target` (host:port): a dependency the test can take away. `cut()`
+ * destroys every connection through it and stops listening, as when the database host goes.
+ */
+export async function tcpProxy (t: Test, target: { host: string, port: number }): Promise<{ port: number, url: (base: string) => string, cut: () => Promise<void> }> {
+  const pairs = new Set<Socket>()
+  const server = createServer((client) => {
+    const upstream = connect(target.port, target.host)
+    pairs.add(client)
+    pairs.add(upstream)
+    for (const socket of [client, upstream]) {
+      socket.on('error', () => {})
+      socket.once('close', () => { pairs.delete(socket); client.destroy(); upstream.destroy() })
+    }
+    client.pipe(upstream)
+    upstream.pipe(client)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as AddressInfo).port
+  const cut = async (): Promise<void> => {
+    if (!server.listening) return
+    const closed = once(server, 'close')
+    server.close()
+    for (const socket of pairs) socket.destroy()
+    await closed
+  }
+  t.teardown(cut)
+  return {
+    port,
+    url: (base) => { const url = new URL(base); url.port = String(port); url.hostname = '127.0.0.1'; return url.toString() },
+    cut
+  }
 }

@@ -70,6 +70,8 @@ test('SIGTERM under concurrent keep-alive load: every accepted request is answer
   t.equal(report.stages.drain!.deadlineReached, false, 'keep-alive sockets did not hold the drain until its deadline')
   t.ok(report.stages.drain!.durationMs < KEEP_ALIVE_TIMEOUT_MS / 10, 'nor until keepAliveTimeout')
 
+  t.equal(proc.lines.at(-1)?.msg, 'graceful: shutdown complete, exiting', 'the last line logged is the last one written')
+
   const afterSignal = acceptedOutcomes.filter((o) => o.connection === 'close')
   t.ok(afterSignal.length > 0, 'responses during the drain carried Connection: close')
 })
