@@ -84,6 +84,31 @@ function keepOpen (this: Socket): Socket {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 2b. Closing the accept queue before the listener.
+//
+// Closing a listening socket resets every connection still in its accept queue: the kernel
+// completed their handshake, their client may have sent its request. The drain accepts what is
+// queued before it closes, but under a steady stream of new connections (clients that have not
+// learned the instance is leaving, with the event loop just blocked) the queue refills as fast
+// as it is emptied, and whatever is queued at the close is reset. Calling listen(2) again on a
+// listening socket sets its backlog (POSIX; Linux applies it at once): with a backlog of 0 the
+// kernel completes no new handshake once one connection waits, so the queue empties in a turn
+// or two, and a client whose SYN is dropped meanwhile retries it and is then refused, before
+// sending anything. Node's TCP handle has the `listen(backlog)` that net.Server calls once;
+// calling it again reaches uv_listen, which calls listen(2) again. Cluster workers' handles
+// (round-robin) have a no-op listen. Canary: "listen(0) on a listening handle leaves it
+// listening, and accepting".
+// ---------------------------------------------------------------------------------------------
+
+interface ListenHandle { listen?: (backlog: number) => number }
+
+/** Lowers the listener's backlog to 0: the kernel queues no new connection behind one waiting. */
+export function closeAcceptQueue (server: Server): void {
+  const handle = (server as unknown as { _handle?: ListenHandle | null })._handle
+  if (typeof handle?.listen === 'function') handle.listen(0)
+}
+
+// ---------------------------------------------------------------------------------------------
 // 3. Whether a response is an event stream.
 //
 // An EventSource sends `Accept: text/event-stream` (public, checked first). For other clients,

@@ -7,7 +7,7 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { FST_LIFECYCLE_DRAIN_EXCEEDS_PLUGIN_TIMEOUT, FST_LIFECYCLE_INVALID_OPTION } from '../lib/errors.js'
 import { useLifecycle, type TrackedLongLived } from '../lib/lifecycle.js'
-import { closeIdleSockets, closeListener, isEventStream, observeRequests, responseOn, type RawRequest, type RawResponse } from '../lib/node-internals.js'
+import { closeAcceptQueue, closeIdleSockets, closeListener, isEventStream, observeRequests, responseOn, type RawRequest, type RawResponse } from '../lib/node-internals.js'
 import { alreadyResolved, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
 import { kAbortDeadline, kClaim, kCountInFlight, kMarkForced, kRecord, kWork } from '../lib/symbols.js'
 import { deadline } from '../lib/timers.js'
@@ -296,7 +296,12 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     // the event loop: turn until a turn accepts none (bounded), then close.
     // Not listening yet (a shutdown that came during the boot): nothing can be queued, and the
     // listener must close before the boot's listen() opens it.
-    const queuedAccepted = server.listening ? await acceptQueued(started + Math.min(1000, Math.floor(config.timeout / 4))) : 0
+    let queuedAccepted = 0
+    if (server.listening) {
+      // No new connection joins the queue from here: it empties, whatever the clients do.
+      closeAcceptQueue(server)
+      queuedAccepted = await acceptQueued(started + Math.min(1000, Math.floor(config.timeout / 4)))
+    }
     // No new connections from here; open ones stay (see lib/node-internals.ts).
     closeListener(server)
     const heldAtClose = lifecycle.held

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { test, type Test } from 'tap'
 import Fastify from 'fastify'
 import { pino } from 'pino'
-import { closeIdleSockets, interceptRequests, isEventStream, logDestination, logsWritten, observeRequests, responseOn } from '../lib/node-internals.js'
+import { closeAcceptQueue, closeIdleSockets, interceptRequests, isEventStream, logDestination, logsWritten, observeRequests, responseOn } from '../lib/node-internals.js'
 
 const SIZE = 8 * 1024 * 1024
 
@@ -64,6 +64,24 @@ test('closeIdleSockets() holds back a socket still flushing, and the response ar
   })
   t.ok(held, 'the socket was still flushing when the sweep ran')
   t.ok(received > SIZE, `all ${SIZE} bytes arrived, headers included (${received})`)
+})
+
+test('canary (workaround 2b): listen(0) on a listening handle leaves it listening, and accepting', async (t) => {
+  const server = createServer((_req, res) => { res.end('ok') })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  const handle = (server as unknown as { _handle: { listen?: unknown } })._handle
+  t.equal(typeof handle.listen, 'function', 'the TCP handle has the listen(backlog) net.Server calls')
+  closeAcceptQueue(server)
+  t.equal(server.listening, true)
+  const socket = connect((server.address() as AddressInfo).port, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  const [accepted] = await Promise.all([once(server, 'connection'), once(socket, 'connect')])
+  t.ok(accepted, 'a connection is still accepted once the queue is closed to further ones')
+  // A server with no handle of its own (not listening, a cluster worker's stand-in) is left alone.
+  closeAcceptQueue(createServer())
+  closeAcceptQueue({ _handle: {} } as unknown as Server)
 })
 
 test('canary (workaround 1): socket._httpMessage is the response in flight, and null once written out', async (t) => {
