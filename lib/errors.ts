@@ -144,3 +144,21 @@ export const FST_LIFECYCLE_HEALTH_ROUTE_CONFLICT = define(
   'FST_LIFECYCLE_HEALTH_ROUTE_CONFLICT',
   "the %s probe path '%s' is also a %s route of the service; the probe answers before routing, so that route would never be reached: choose another path"
 )
+
+/** Socket activation: the socket asked for was not passed in, or which one is ambiguous. */
+export const FST_LIFECYCLE_SYSTEMD_SOCKET = define(
+  'FST_LIFECYCLE_SYSTEMD_SOCKET',
+  'systemd socket activation: %s'
+)
+
+/** A systemd watchdog shorter than the liveness threshold: systemd would kill the service first. */
+export const FST_LIFECYCLE_SYSTEMD_WATCHDOG = define(
+  'FST_LIFECYCLE_SYSTEMD_WATCHDOG',
+  "systemd's watchdog (WatchdogSec=, %dms) is not above the liveness threshold (%dms of event-loop delay): a blocked event loop would be killed by systemd before liveness fails; raise WatchdogSec= or lower health.underPressure.maxEventLoopDelay"
+)
+
+/** A shutdown that cannot finish before PM2's kill_timeout: PM2 would SIGKILL it. */
+export const FST_LIFECYCLE_PM2_KILL_TIMEOUT = define(
+  'FST_LIFECYCLE_PM2_KILL_TIMEOUT',
+  "PM2 sends SIGKILL %dms after it asks the process to stop (kill_timeout), but the shutdown may take up to %dms (%s): set kill_timeout above it in the ecosystem file, or lower the shutdown's deadlines"
+)

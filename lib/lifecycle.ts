@@ -13,16 +13,21 @@ import { StartupTasks, type StartupTaskOptions } from './startup.js'
 import {
   kAbandon,
   kAbortDeadline,
+  kBeforeExit,
   kBootFailed,
   kChecks,
   kClaim,
   kCountInFlight,
+  kDeadline,
+  kExit,
   kLifecycle,
   kListenFailed,
+  kLiveness,
   kMarkForced,
   kProbe,
   kReadyCheck,
   kRecord,
+  kSharedListener,
   kTeardown,
   kWork
 } from './symbols.js'
@@ -56,6 +61,14 @@ export interface LifecycleEvents {
   closed: [report: ShutdownReport]
 }
 
+/** @internal What a watchdog needs of the liveness probe. */
+export interface LivenessProbe {
+  /** True when liveness passes now. */
+  passes: () => Promise<boolean>
+  /** The event-loop delay over which liveness fails, in ms, when it watches it. */
+  eventLoopThreshold: () => number | undefined
+}
+
 /** Work a plugin does during a phase of the shutdown, before the next phase starts. */
 export type PhaseStep = () => Promise<void> | void
 
@@ -84,6 +97,16 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   #countInFlight: () => number = () => 0
   #isProbe: (url: string) => boolean = () => false
   #listenFailed = false
+  #overallDeadline: number | undefined
+  #exit: ((why: string) => void) | undefined
+  #liveness: LivenessProbe | undefined
+  /** @internal set by the systemd plugin: the listening socket outlives this process. */
+  [kSharedListener] = false
+  /**
+   * @internal work to finish between the report and the process exit (the last notification
+   * to a service manager); the graceful plugin awaits it, bounded.
+   */
+  readonly [kBeforeExit]: Array<() => Promise<void>> = []
   #manualReady = true
   #phase: Phase = 'starting'
   #everReady = false
@@ -302,6 +325,24 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    */
   [kBootFailed] (listener: (err: unknown) => void): void {
     this.#onBootFailed.push(listener)
+  }
+
+  /** @internal the graceful plugin's overall deadline, in ms; with no argument, reads it. */
+  [kDeadline] (ms?: number): number | undefined {
+    if (ms !== undefined) this.#overallDeadline = ms
+    return this.#overallDeadline
+  }
+
+  /** @internal the graceful plugin's shutdown-then-exit; with no argument, reads it. */
+  [kExit] (exit?: (why: string) => void): ((why: string) => void) | undefined {
+    if (exit !== undefined) this.#exit = exit
+    return this.#exit
+  }
+
+  /** @internal the health plugin's liveness, for a watchdog; with no argument, reads it. */
+  [kLiveness] (probe?: LivenessProbe): LivenessProbe | undefined {
+    if (probe !== undefined) this.#liveness = probe
+    return this.#liveness
   }
 
   /** @internal true once the server's listen() failed: it was `ready` but never served. */

@@ -25,6 +25,16 @@ export const kTeardown = Symbol('fastify-lifecycle.teardown')
 export const kWork = Symbol('fastify-lifecycle.work')
 /** @internal `lifecycle[kClaim](piece)`: a piece of the suite registers once per server. */
 export const kClaim = Symbol('fastify-lifecycle.claim')
+/** @internal `lifecycle[kDeadline](ms)`: the graceful plugin's overall deadline; `lifecycle[kDeadline]()` reads it. */
+export const kDeadline = Symbol('fastify-lifecycle.deadline')
+/** @internal `lifecycle[kExit](why)`: the graceful plugin's shutdown-then-exit, as for a signal (PM2's 'shutdown' message). */
+export const kExit = Symbol('fastify-lifecycle.exit')
+/** @internal `lifecycle[kLiveness](probe)`: the health plugin's liveness, for a watchdog; `lifecycle[kLiveness]()` reads it. */
+export const kLiveness = Symbol('fastify-lifecycle.liveness')
+/** @internal `lifecycle[kBeforeExit]`: work the graceful plugin awaits (bounded) between the report and the exit. */
+export const kBeforeExit = Symbol('fastify-lifecycle.beforeExit')
+/** @internal `lifecycle[kSharedListener]`: the listening socket is inherited and outlives this process (socket activation). */
+export const kSharedListener = Symbol('fastify-lifecycle.sharedListener')
 /** @internal `lifecycle[kListenFailed]`: the server's listen() failed (EADDRINUSE, EACCES). */
 export const kListenFailed = Symbol('fastify-lifecycle.listenFailed')
 /**

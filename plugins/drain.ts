@@ -9,7 +9,7 @@ import { FST_LIFECYCLE_DRAIN_EXCEEDS_PLUGIN_TIMEOUT, FST_LIFECYCLE_INVALID_OPTIO
 import { useLifecycle, type TrackedLongLived } from '../lib/lifecycle.js'
 import { closeAcceptQueue, closeIdleSockets, closeListener, isEventStream, observeRequests, responseOn, type RawRequest, type RawResponse } from '../lib/node-internals.js'
 import { alreadyResolved, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kAbortDeadline, kClaim, kCountInFlight, kMarkForced, kRecord, kWork } from '../lib/symbols.js'
+import { kAbortDeadline, kClaim, kCountInFlight, kMarkForced, kRecord, kSharedListener, kWork } from '../lib/symbols.js'
 import { deadline } from '../lib/timers.js'
 
 export interface DrainOptions {
@@ -297,7 +297,9 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     // Not listening yet (a shutdown that came during the boot): nothing can be queued, and the
     // listener must close before the boot's listen() opens it.
     let queuedAccepted = 0
-    if (server.listening) {
+    // An inherited socket (socket activation) stays open in the service manager: what is
+    // queued waits for the next instance, and its backlog is the next instance's too.
+    if (server.listening && !lifecycle[kSharedListener]) {
       // No new connection joins the queue from here: it empties, whatever the clients do.
       closeAcceptQueue(server)
       queuedAccepted = await acceptQueued(started + Math.min(1000, Math.floor(config.timeout / 4)))

@@ -1,3 +1,5 @@
+import cluster from 'node:cluster'
+import { once } from 'node:events'
 import { realpathSync } from 'node:fs'
 import closeWithGrace from 'close-with-grace'
 import fp from 'fastify-plugin'
@@ -6,8 +8,9 @@ import { FST_LIFECYCLE_BUDGET_EXCEEDED, FST_LIFECYCLE_INVALID_OPTION, FST_LIFECY
 import { logFatal, shows } from '../lib/fatal.js'
 import { useLifecycle, type ShutdownCause, type ShutdownReport } from '../lib/lifecycle.js'
 import { logsWritten } from '../lib/node-internals.js'
+import { deadline } from '../lib/timers.js'
 import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kAbandon, kClaim, kReadyCheck } from '../lib/symbols.js'
+import { kAbandon, kBeforeExit, kClaim, kDeadline, kExit, kReadyCheck } from '../lib/symbols.js'
 
 /** Signals the graceful plugin can own. Fault signals (SIGSEGV, SIGILL, …) are left to Node. */
 export const HANDLED_SIGNALS = Object.freeze(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'] as const)
@@ -71,6 +74,30 @@ function checkBudget (budget: Readonly<Record<string, number>>, deadline: number
   }
 }
 
+/**
+ * A cluster worker (node:cluster, PM2's cluster mode) leaves through the disconnect round trip
+ * before it exits: the primary may have handed it a connection that is still in the IPC
+ * channel; the worker refuses it on arrival (its server is closed) and the primary gives it to
+ * another worker. Exiting without the round trip loses such a connection. Bounded: a primary
+ * that does not answer is not waited for past a second.
+ */
+async function leaveCluster (): Promise<void> {
+  const worker = cluster.worker
+  if (cluster.isPrimary || worker === undefined || !worker.isConnected()) return
+  const timer = deadline(1000)
+  worker.disconnect()
+  await Promise.race([once(worker, 'disconnect'), timer.promise])
+  timer.clear()
+}
+
+/** What other plugins finish before the exit (a last notification), for a second at most. */
+async function beforeExit (work: ReadonlyArray<() => Promise<void>>): Promise<void> {
+  if (work.length === 0) return
+  const timer = deadline(1000)
+  await Promise.race([Promise.allSettled(work.map((fn) => fn())), timer.promise])
+  timer.clear()
+}
+
 /** What the process-wide registry needs of a lifecycle (another copy of the package's included). */
 interface ProcessMember {
   shutdown: (cause: ShutdownCause) => Promise<ShutdownReport>
@@ -116,6 +143,8 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
   if (!config.handleErrors) skip.push('uncaughtException', 'unhandledRejection')
 
   const shared = processShutdowns()
+  /** Why the shutdown was asked for without a signal (PM2's 'shutdown' message). */
+  let exitRequest: string | undefined
   const handlers = closeWithGrace({
     delay: config.timeout,
     skip,
@@ -131,7 +160,7 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
     onTimeout (delay) {
       lifecycle[kAbandon](`overall deadline of ${delay}ms reached`)
     }
-  }, async function shutdownGracefully ({ signal, err }) {
+  }, async function shutdownGracefully ({ signal = exitRequest, err }) {
     shared.exiting = true
     if (err !== undefined) {
       logFatal(log, { err }, 'graceful: uncaught error, shutting down')
@@ -158,7 +187,9 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
     }
     // The exit comes next: let the log lines still being written land first, in order, so the
     // line above is the last one (see lib/node-internals.ts).
+    await beforeExit(lifecycle[kBeforeExit])
     await logsWritten(log, 1000)
+    await leaveCluster()
     // close-with-grace exits 1 on an error cause or a rejection, 0 otherwise.
     if (forced.length > 0) throw new FST_LIFECYCLE_SHUTDOWN_FORCED(forced.join('; '))
   })
@@ -169,6 +200,12 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
   for (const listener of own) shared.listeners.add(listener)
 
   lifecycle[kReadyCheck](function checkShutdownBudget () { checkBudget(lifecycle.budget, config.timeout) })
+  lifecycle[kDeadline](config.timeout)
+  // A shutdown asked for by a message rather than a signal runs exactly as a signal's would.
+  lifecycle[kExit](function exitGracefully (why) {
+    exitRequest = why
+    handlers.close()
+  })
 
   // Listeners added after ours would run at the same signal, and one that calls close() (as
   // fastify-cli's does) would close the listener at once, skipping the pre-stop delay.

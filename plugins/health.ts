@@ -7,7 +7,7 @@ import { CheckRegistry, type CheckFunction, type CheckOptions, type CheckResult,
 import { useLifecycle, type Lifecycle } from '../lib/lifecycle.js'
 import { interceptRequests, type RawRequest, type RawResponse } from '../lib/node-internals.js'
 import { alreadyResolved, bool, checkKnownKeys, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kBootFailed, kChecks, kClaim, kProbe, kReadyCheck } from '../lib/symbols.js'
+import { kBootFailed, kChecks, kClaim, kLiveness, kProbe, kReadyCheck } from '../lib/symbols.js'
 
 export type { CheckFunction, CheckOptions, CheckResult, ProbeKind } from '../lib/health.js'
 
@@ -296,6 +296,11 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
   // `starting`. The probe listener closes at once, so no probe can pass on a pod that serves
   // nothing (liveness would), whether or not the process goes on to exit.
   lifecycle[kBootFailed](function closeProbesOnBootFailure () { closeProbes() })
+  // The liveness probe, for a watchdog that must stop being fed when liveness fails.
+  lifecycle[kLiveness]({
+    passes: async () => ((await evaluate('liveness', '', new Set())) as Line[]).every((line) => line.ok || !line.critical),
+    eventLoopThreshold: () => config.underPressure.enabled && fastify.hasDecorator('isUnderPressure') ? config.underPressure.maxEventLoopDelay : undefined
+  })
 
   if (config.port === undefined) {
     lifecycle[kReadyCheck](function checkProbeRoutes () { checkRouteConflicts(fastify, paths) })

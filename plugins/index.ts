@@ -8,6 +8,8 @@ import graceful, { resolveGracefulOptions, type GracefulOptions } from './gracef
 import health, { resolveHealthOptions, type HealthOptions } from './health.js'
 import preStop, { resolvePreStopOptions, type PreStopOptions } from './pre-stop.js'
 import teardown, { resolveTeardownOptions, type TeardownOptions } from './teardown.js'
+import systemd, { resolveSystemdOptions, type SystemdOptions } from './systemd.js'
+import pm2, { resolvePm2Options, type Pm2Options } from './pm2.js'
 
 export interface FastifyLifecycleOptions {
   /** Liveness, readiness and startup probes and their checks; `false` to serve your own. */
@@ -20,9 +22,13 @@ export interface FastifyLifecycleOptions {
   drain?: DrainOptions | false | undefined
   /** `fastify.lifecycle.teardown()` and its deadlines; `false` to close resources yourself. */
   teardown?: TeardownOptions | false | undefined
+  /** Notifications and watchdog for systemd (`Type=notify`), inert unless systemd set `NOTIFY_SOCKET` or passed sockets; `false` for none. */
+  systemd?: SystemdOptions | false | undefined
+  /** `wait_ready`, the `'shutdown'` message and the `kill_timeout` check, inert unless PM2 runs the process; `false` for none. */
+  pm2?: Pm2Options | false | undefined
 }
 
-const PIECES = keysOf<FastifyLifecycleOptions>()({ health: true, graceful: true, preStop: true, drain: true, teardown: true })
+const PIECES = keysOf<FastifyLifecycleOptions>()({ health: true, graceful: true, preStop: true, drain: true, teardown: true, systemd: true, pm2: true })
 
 /**
  * Registers every piece of the suite from one options object; each is also usable alone.
@@ -37,7 +43,9 @@ const fastifyLifecycle: FastifyPluginAsync<FastifyLifecycleOptions> = async func
     drain: options.drain === false ? false : resolveDrainOptions(pluginTimeout, options.drain, 'drain.'),
     preStop: options.preStop === false ? false : resolvePreStopOptions(options.preStop, 'preStop.'),
     teardown: options.teardown === false ? false : resolveTeardownOptions(options.teardown, 'teardown.'),
-    graceful: options.graceful === false ? false : resolveGracefulOptions(options.graceful, 'graceful.')
+    graceful: options.graceful === false ? false : resolveGracefulOptions(options.graceful, 'graceful.'),
+    systemd: options.systemd === false ? false : resolveSystemdOptions(options.systemd, 'systemd.'),
+    pm2: options.pm2 === false ? false : resolvePm2Options(options.pm2, 'pm2.')
   }
 
   useLifecycle(fastify)[kClaim]('fastify-lifecycle', 'suites')
@@ -46,6 +54,8 @@ const fastifyLifecycle: FastifyPluginAsync<FastifyLifecycleOptions> = async func
   if (config.preStop !== false) await fastify.register(preStop, config.preStop as PreStopOptions)
   if (config.teardown !== false) await fastify.register(teardown, config.teardown as TeardownOptions)
   if (config.graceful !== false) await fastify.register(graceful, config.graceful as GracefulOptions)
+  if (config.systemd !== false) await fastify.register(systemd, config.systemd as SystemdOptions)
+  if (config.pm2 !== false) await fastify.register(pm2, config.pm2 as Pm2Options)
 }
 
 export default fp(fastifyLifecycle, { name: 'fastify-lifecycle', fastify: '5.x' })
@@ -55,6 +65,8 @@ export { default as graceful } from './graceful.js'
 export { default as health } from './health.js'
 export { default as preStop } from './pre-stop.js'
 export { default as teardown } from './teardown.js'
+export { default as systemd, systemdListen } from './systemd.js'
+export { default as pm2 } from './pm2.js'
 export { Lifecycle, useLifecycle } from '../lib/lifecycle.js'
 export type {
   Phase,
@@ -79,6 +91,8 @@ export type { GracefulOptions, HandledSignal } from './graceful.js'
 export type { HealthOptions, HealthCheckOption, ProbeLogLevel, UnderPressureOptions } from './health.js'
 export type { PreStopOptions } from './pre-stop.js'
 export type { TeardownOptions } from './teardown.js'
+export type { SystemdOptions, SystemdListenOptions, NotifyTransport } from './systemd.js'
+export type { Pm2Options } from './pm2.js'
 export type { CheckFunction, CheckOptions, CheckResult, ProbeKind } from '../lib/health.js'
 export type { Closable, CloseFunction, TeardownResourceOptions, TeardownResult, TeardownOutcome } from '../lib/teardown.js'
 export * as errors from '../lib/errors.js'
