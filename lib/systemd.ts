@@ -48,10 +48,10 @@ export function forgetInheritedSockets (): void {
   inherited = undefined
 }
 
-/** The kernel's cap on listen backlogs: what systemd's `Backlog=` defaults to, at most. */
-function somaxconn (): number {
+/** The kernel's cap on listen backlogs (Linux), which systemd's `Backlog=` cannot exceed; 4096 when unknown. */
+export function somaxconn (file = '/proc/sys/net/core/somaxconn'): number {
   try {
-    const value = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim())
+    const value = Number(readFileSync(file, 'utf8').trim())
     return Number.isSafeInteger(value) && value > 0 ? value : 4096
   } catch {
     return 4096

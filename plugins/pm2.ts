@@ -71,7 +71,7 @@ const pm2: FastifyPluginAsync<Pm2Options> = async function pm2 (fastify, options
     const deadline = lifecycle[kDeadline]()
     const parts = Object.entries(lifecycle.budget)
     const longest = deadline ?? parts.reduce((sum, [, ms]) => sum + ms, 0)
-    const what = deadline !== undefined ? 'graceful.timeout' : parts.map(([name, ms]) => `${name} ${ms}ms`).join(' + ') || 'no phase'
+    const what = deadline !== undefined ? 'graceful.timeout' : parts.map(([name, ms]) => `${name} ${ms}ms`).join(' + ')
     if (longest >= killTimeout) throw new FST_LIFECYCLE_PM2_KILL_TIMEOUT(killTimeout, longest, what)
   })
 
