@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { once } from 'node:events'
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import type { Test } from 'tap'
@@ -130,5 +132,41 @@ export async function tcpProxy (t: Test, target: { host: string, port: number })
     port,
     url: (base) => { const url = new URL(base); url.port = String(port); url.hostname = '127.0.0.1'; return url.toString() },
     cut
+  }
+}
+
+/** A line a helper script printed, parsed. */
+type HelperLine = Record<string, unknown>
+
+/**
+ * Runs one of test/helpers' Python scripts, following its JSON lines; stopped by pid when the
+ * test ends. Fails loudly when python3 is missing.
+ */
+export function startPythonHelper (t: Test, script: string, args: string[], opts: { stdin?: boolean } = {}): { lines: HelperLine[], waitFor: (test: (line: HelperLine) => boolean) => Promise<HelperLine>, write: (text: string) => void, pid: number } {
+  const child = spawn('python3', [fileURLToPath(new URL(script, import.meta.url)), ...args], { stdio: [opts.stdin === true ? 'pipe' : 'ignore', 'pipe', 'inherit'] })
+  child.on('error', (err) => { throw new Error(`python3 is needed for ${script} (${err.message}); install it (Debian: apt-get install -y python3)`) })
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  const lines: HelperLine[] = []
+  const waiters: Array<{ test: (line: HelperLine) => boolean, resolve: (line: HelperLine) => void }> = []
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    let line: HelperLine
+    try { line = JSON.parse(text) } catch { line = { text } }
+    lines.push(line)
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      if (waiters[i].test(line)) { waiters[i].resolve(line); waiters.splice(i, 1) }
+    }
+  })
+  return {
+    lines,
+    pid: child.pid as number,
+    write: (text) => { child.stdin!.write(text) },
+    waitFor: (test) => {
+      const found = lines.find(test)
+      if (found !== undefined) return Promise.resolve(found)
+      return new Promise((resolve, reject) => {
+        waiters.push({ test, resolve })
+        child.once('exit', (code, signal) => reject(new Error(`${script} exited (${code ?? signal}); it printed:\n${lines.slice(-5).map((l) => JSON.stringify(l)).join('\n')}`)))
+      })
+    }
   }
 }
