@@ -3,10 +3,11 @@
 //   PORT (0 = any free port), HOST (127.0.0.1), PRE_STOP_DELAY_MS (5000), DRAIN_TIMEOUT_MS (5000),
 //   PRE_STOP_QUIET_MS and PRE_STOP_MAX_MS (the adaptive pre-stop window: serve until no request
 //   came for QUIET ms, at most MAX ms; PRE_STOP_DELAY_MS is then the least time, default 0),
-//   REDIS_URL and PG_URL (optional: a real Redis client and pg pool, closed at shutdown)
+//   REDIS_URL and PG_URL (optional: a real Redis client and pg pool, closed at shutdown);
+//   under systemd (NOTIFY_SOCKET, LISTEN_FDS) or PM2 (pm_id) it speaks their protocols
 import Fastify from 'fastify'
 import websocket from '@fastify/websocket'
-import lifecycle from 'fastify-lifecycle'
+import lifecycle, { systemdListen } from 'fastify-lifecycle'
 
 function msFromEnv (name, fallback) {
   const raw = process.env[name]
@@ -103,4 +104,6 @@ app.get('/slow', async function slow (request) {
 // readiness fails from the moment of SIGTERM and when a critical check fails; liveness stays
 // 200 through the whole shutdown. Try /readyz?verbose.
 
-await app.listen({ port: msFromEnv('PORT', 0), host: process.env.HOST ?? '127.0.0.1' })
+// Under systemd with socket activation, on the socket it passed in (LISTEN_FDS); under
+// Type=notify it says READY=1 once ready and listening; under PM2, 'ready' (the suite does both).
+await app.listen(systemdListen() ?? { port: msFromEnv('PORT', 0), host: process.env.HOST ?? '127.0.0.1' })

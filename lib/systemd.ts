@@ -104,8 +104,8 @@ export class Notifier {
     this.#transport = transport ?? ((message) => runSystemdNotify(message, socket as string))
   }
 
-  /** Queues a notification; resolves once it was handed over (or failed, logged). */
-  send (fields: Record<string, string | number>): Promise<void> {
+  /** Queues a notification, sent once those before it were handed over. */
+  send (fields: Record<string, string | number>): void {
     const message = Object.entries(fields).map(([key, value]) => `${key}=${value}`).join('\n')
     this.#queue = this.#queue.then(async () => {
       try {
@@ -116,6 +116,10 @@ export class Notifier {
         this.#log.warn({ err }, 'systemd: could not notify the service manager; install systemd-notify (Debian: the systemd package) or pass systemd.transport')
       }
     })
+  }
+
+  /** Resolves once every notification queued so far was handed over (or failed, logged). */
+  get flushed (): Promise<void> {
     return this.#queue
   }
 }

@@ -95,7 +95,7 @@ const pm2: FastifyPluginAsync<Pm2Options> = async function pm2 (fastify, options
       // Without the graceful plugin, nothing exits the process: shut down, and leave the exit
       // to the app, as with a direct close().
       if (exit !== undefined) exit('pm2 shutdown message')
-      else void lifecycle.shutdown('pm2 shutdown message')
+      else lifecycle.shutdown('pm2 shutdown message').catch((err: unknown) => { log.error({ err }, 'pm2: the shutdown failed') })
     }
     process.on('message', onMessage)
     fastify.addHook('onClose', async function stopListening () { process.removeListener('message', onMessage) })

@@ -97,12 +97,12 @@ const systemd: FastifyPluginAsync<SystemdOptions> = async function systemd (fast
   lifecycle.on('ready', function notifyReady () {
     whenListening(() => {
       log.info('systemd: ready')
-      void notifier.send({ READY: 1, STATUS: 'ready: serving' })
+      notifier.send({ READY: 1, STATUS: 'ready: serving' })
     })
   })
 
   lifecycle[kBootFailed](function notifyBootFailed (err) {
-    void notifier.send({ STATUS: `start-up failed: ${err instanceof Error ? err.message : String(err)}` })
+    notifier.send({ STATUS: `start-up failed: ${err instanceof Error ? err.message : String(err)}` })
   })
 
   let statusTimer: NodeJS.Timeout | undefined
@@ -112,17 +112,18 @@ const systemd: FastifyPluginAsync<SystemdOptions> = async function systemd (fast
     const deadline = lifecycle[kDeadline]()
     // The stop job's timeout, extended to the shutdown's own deadline (plus a second to exit).
     if (deadline !== undefined) fields.EXTEND_TIMEOUT_USEC = (deadline + 1000) * 1000
-    void notifier.send(fields)
-    statusTimer = setInterval(() => { void notifier.send({ STATUS: status(lifecycle.phase === 'closing' ? 'draining' : 'shutting down, still serving') }) }, config.statusInterval)
+    notifier.send(fields)
+    statusTimer = setInterval(() => notifier.send({ STATUS: status(lifecycle.phase === 'closing' ? 'draining' : 'shutting down, still serving') }), config.statusInterval)
     statusTimer.unref()
   })
   lifecycle.on('closing', function notifyClosing () {
-    void notifier.send({ STATUS: status('draining') })
+    notifier.send({ STATUS: status('draining') })
   })
   let stopped: Promise<void> | undefined
   lifecycle.on('closed', function notifyClosed (report) {
     clearInterval(statusTimer)
-    stopped = notifier.send({ STATUS: report.clean ? 'stopped: clean shutdown' : `stopped: ${report.forced.join('; ') || 'not clean'}` })
+    notifier.send({ STATUS: report.clean ? 'stopped: clean shutdown' : `stopped: ${report.forced.join('; ') || 'not clean'}` })
+    stopped = notifier.flushed
   })
   // The graceful plugin exits right after the report: the last status must be out first.
   lifecycle[kBeforeExit].push(async function lastStatus () { await stopped })
@@ -136,7 +137,7 @@ const systemd: FastifyPluginAsync<SystemdOptions> = async function systemd (fast
     // Fed only while liveness passes; a loop too blocked to run this timer feeds nothing either.
     const feed = setInterval(async function feedWatchdog () {
       const probe = lifecycle[kLiveness]()
-      if (probe === undefined || await probe.passes()) void notifier.send({ WATCHDOG: 1 })
+      if (probe === undefined || await probe.passes()) notifier.send({ WATCHDOG: 1 })
     }, Math.max(1, Math.floor(watchdog / 2)))
     feed.unref()
     fastify.addHook('onClose', async function stopWatchdog () { clearInterval(feed) })

@@ -10,7 +10,7 @@ test('the main plugin registers every piece under its fastify-plugin name', asyn
   t.teardown(() => app.close())
   await app.register(lifecycle)
   await app.ready()
-  for (const name of ['fastify-lifecycle', 'fastify-lifecycle-drain', 'fastify-lifecycle-pre-stop', 'fastify-lifecycle-teardown', 'fastify-lifecycle-graceful']) {
+  for (const name of ['fastify-lifecycle', 'fastify-lifecycle-drain', 'fastify-lifecycle-pre-stop', 'fastify-lifecycle-teardown', 'fastify-lifecycle-graceful', 'fastify-lifecycle-systemd', 'fastify-lifecycle-pm2']) {
     t.ok(app.hasPlugin(name), name)
   }
   t.ok(app.lifecycle instanceof Lifecycle)
@@ -20,8 +20,10 @@ test('the main plugin registers every piece under its fastify-plugin name', asyn
 test('each piece can be turned off', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
-  await app.register(lifecycle, { graceful: false, preStop: false, drain: false, teardown: false })
+  await app.register(lifecycle, { graceful: false, preStop: false, drain: false, teardown: false, systemd: false, pm2: false })
   await app.ready()
+  t.notOk(app.hasPlugin('fastify-lifecycle-systemd'))
+  t.notOk(app.hasPlugin('fastify-lifecycle-pm2'))
   t.notOk(app.hasPlugin('fastify-lifecycle-drain'))
   t.notOk(app.hasPlugin('fastify-lifecycle-pre-stop'))
   t.notOk(app.hasPlugin('fastify-lifecycle-graceful'))

@@ -49,6 +49,21 @@ test("process.send('ready') once ready and listening, for wait_ready", async (t)
   t.same(sent, ['ready'])
 })
 
+test("'ready' waits for start-up tasks that end after listen()", async (t) => {
+  const sent = underPm2(t, { kill_timeout: '30000' })
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(lifecycle, { graceful: false, preStop: { delay: 0 } })
+  let warm!: () => void
+  app.lifecycle.startupTask('warm', () => new Promise<void>((resolve) => { warm = resolve }))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.same(sent, [], 'listening, the task still running')
+  const ready = once(app.lifecycle, 'ready')
+  warm()
+  await ready
+  t.same(sent, ['ready'])
+})
+
 test("the 'shutdown' message shuts down as a signal would; other messages are left alone", async (t) => {
   underPm2(t, { kill_timeout: '30000' })
   const listeners = process.listenerCount('message')

@@ -58,7 +58,7 @@ test('READY=1 once ready and listening; STOPPING=1 with the deadline and STATUS 
   withEnv(t, { NOTIFY_SOCKET: '/run/test/notify', WATCHDOG_USEC: undefined })
   const { messages, transport, waitFor } = recorder()
   const app = Fastify()
-  await app.register(lifecycle, { preStop: { delay: 0 }, graceful: { signals: ['SIGUSR2'], handleErrors: false, timeout: 20_000 }, systemd: { transport, statusInterval: 5 } })
+  await app.register(lifecycle, { preStop: { delay: 30 }, graceful: { signals: ['SIGUSR2'], handleErrors: false, timeout: 20_000 }, systemd: { transport, statusInterval: 5 } })
   t.equal(process.env.NOTIFY_SOCKET, undefined, "removed from the environment: children do not notify in the unit's name")
   let release!: () => void
   app.get('/slow', () => new Promise((resolve) => { release = () => resolve('done') }))
@@ -141,7 +141,8 @@ test('a watchdog meant for another process, or turned off, is not fed', async (t
     withEnv(t, { NOTIFY_SOCKET: '/run/test/notify', WATCHDOG_USEC: '20000', WATCHDOG_PID: undefined })
     const control = recorder()
     const fed = Fastify()
-    await fed.register(lifecycle, { graceful: false, preStop: { delay: 0 }, systemd: { transport: control.transport } })
+    // Without the health plugin, nothing to ask: fed on every tick.
+    await fed.register(lifecycle, { graceful: false, health: false, preStop: { delay: 0 }, systemd: { transport: control.transport } })
     await fed.listen({ port: 0, host: '127.0.0.1' })
     withEnv(t, { NOTIFY_SOCKET: '/run/test/notify', WATCHDOG_USEC: '20000', WATCHDOG_PID: undefined, ...env })
     const { messages, transport } = recorder()
@@ -168,15 +169,17 @@ test('a transport that fails is reported once, never thrown', async (t) => {
   const { stream, lines } = captureLogs()
   const log = (await import('pino')).pino({ level: 'info' }, stream)
   const notifier = new Notifier(log, () => { throw new Error('socket gone') })
-  await notifier.send({ READY: 1 })
-  await notifier.send({ STATUS: 'x' })
+  notifier.send({ READY: 1 })
+  notifier.send({ STATUS: 'x' })
+  await notifier.flushed
   t.equal(lines.filter((l) => l.msg?.startsWith('systemd: could not notify')).length, 1)
   // Without systemd-notify on the PATH, the same.
   const path = process.env.PATH
   process.env.PATH = '/nonexistent'
   t.teardown(() => { process.env.PATH = path })
   const binary = new Notifier(log, undefined, '/run/test/notify')
-  await binary.send({ READY: 1 })
+  binary.send({ READY: 1 })
+  await binary.flushed
   t.equal(lines.filter((l) => l.msg?.startsWith('systemd: could not notify')).length, 2)
 })
 

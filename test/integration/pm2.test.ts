@@ -23,7 +23,7 @@ test("under PM2: 'ready' once listening, and the 'shutdown' message drains and e
   t.equal(report.stages.preStop!.skipped, false, 'the pre-stop delay ran, as for a signal')
 })
 
-test("under PM2 with its default kill_timeout (1.6 s): the 20 s shutdown is refused at start-up, with what to change", async (t) => {
+test('under PM2 with its default kill_timeout (1.6 s): the 20 s shutdown is refused at start-up, with what to change', async (t) => {
   const proc = await startFixture(t, 'service.js', { pm_id: '3' }, { waitListening: false, stderr: 'pipe' })
   t.equal(await proc.exitCode, 1)
   const failed = proc.lines.find((l) => l.msg === 'lifecycle: start-up failed, this instance will never be ready')

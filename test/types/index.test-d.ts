@@ -4,6 +4,10 @@ import lifecycle, {
   drain,
   graceful,
   preStop,
+  pm2,
+  systemd,
+  systemdListen,
+  type SystemdListenOptions,
   type DrainOptions,
   type FastifyLifecycleOptions,
   type GracefulOptions,
@@ -164,3 +168,14 @@ expectType<void>(app.lifecycle.during('draining', async () => {}))
 expectError(app.lifecycle.during('closed', () => {}))
 expectType<void>(app.lifecycle.setBudget('queue', 1000))
 expectType<'FST_LIFECYCLE_INVALID_ARGUMENT'>(new FST_LIFECYCLE_INVALID_ARGUMENT('a', 'b', 'c').code)
+
+// systemd and PM2
+expectType<SystemdListenOptions | undefined>(systemdListen())
+expectType<SystemdListenOptions | undefined>(systemdListen({ name: 'web', backlog: 1024 }))
+expectError(systemdListen({ name: 3 }))
+app.register(lifecycle, { systemd: { transport: (message: string) => { expectType<string>(message) }, statusInterval: 500, watchdog: false }, pm2: { killTimeout: 30_000, ready: true } })
+app.register(lifecycle, { systemd: false, pm2: false })
+expectError(app.register(lifecycle, { systemd: { transport: 'systemd-notify' } }))
+expectError(app.register(lifecycle, { pm2: { killTimeout: '30s' } }))
+app.register(systemd, { notify: false })
+app.register(pm2, { shutdownMessage: false })
