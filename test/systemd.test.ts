@@ -83,6 +83,28 @@ test('READY=1 once ready and listening; STOPPING=1 with the deadline and STATUS 
   t.ok(messages.slice(2, -1).every((m) => Object.keys(m).length === 1 && /^(shutting down, still serving|draining): \d+ request\(s\) in flight$/.test(m.STATUS)), 'only STATUS lines in between')
 })
 
+test('STATUS names held work; the last status says why a shutdown was not clean', async (t) => {
+  withEnv(t, { NOTIFY_SOCKET: '/run/test/notify', WATCHDOG_USEC: undefined })
+  const { messages, transport } = recorder()
+  const app = Fastify()
+  await app.register(lifecycle, { graceful: false, preStop: { delay: 0 }, drain: { timeout: 50 }, systemd: { transport } })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  app.lifecycle.hold('report-job')
+  await app.lifecycle.shutdown()
+  await Promise.all(app.lifecycle[kBeforeExit].map((fn) => fn()))
+  t.ok(messages.some((m) => /held: report-job$/.test(m.STATUS ?? '')), 'the held work is named')
+  t.match(messages.at(-1), { STATUS: /^stopped: drain: held work still running at the 50ms deadline: report-job$/ })
+
+  withEnv(t, { NOTIFY_SOCKET: '/run/test/notify' })
+  const failed = recorder()
+  const crashed = Fastify()
+  await crashed.register(lifecycle, { graceful: false, preStop: { delay: 0 }, systemd: { transport: failed.transport } })
+  await crashed.ready()
+  await crashed.lifecycle.shutdown({ cause: 'error', error: new Error('boom') })
+  await Promise.all(crashed.lifecycle[kBeforeExit].map((fn) => fn()))
+  t.same(failed.messages.at(-1), { STATUS: 'stopped: not clean' }, 'an error caused it: not clean, nothing forced')
+})
+
 test('READY=1 waits for start-up tasks when the server listens first; a failed boot says why in STATUS', async (t) => {
   withEnv(t, { NOTIFY_SOCKET: '/run/test/notify' })
   const { messages, transport, waitFor } = recorder()
