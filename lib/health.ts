@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
+import { channels } from './channels.js'
 import { FST_LIFECYCLE_HEALTH_DUPLICATE_CHECK, FST_LIFECYCLE_INVALID_ARGUMENT, FST_LIFECYCLE_INVALID_OPTION } from './errors.js'
 import { bool, duration, keysOf, optionsObject } from './options.js'
 import { messageOf, roundMs, settleWithin } from './timers.js'
@@ -60,8 +61,13 @@ export class CheckRegistry {
   readonly #checks = new Map<string, Check>()
   readonly #log: FastifyBaseLogger
 
-  constructor (log: FastifyBaseLogger) {
+  /** Called with the result of every run (not with cached answers): the metrics count them. */
+  readonly runListeners: Array<(result: CheckResult) => void> = []
+  readonly #server: object | undefined
+
+  constructor (log: FastifyBaseLogger, server?: object) {
     this.#log = log
+    this.#server = server
   }
 
   add (name: string, fn: CheckFunction, options: CheckOptions = {}): void {
@@ -115,6 +121,18 @@ export class CheckRegistry {
     return this.#run(check)
   }
 
+  /** The latest result of each check that has run, in registration order. */
+  latest (): CheckResult[] {
+    const results: CheckResult[] = []
+    for (const check of this.#checks.values()) {
+      if (check.last !== undefined) {
+        const { at: _at, ...result } = check.last
+        results.push(result)
+      }
+    }
+    return results
+  }
+
   /** Starts the background refreshes. */
   start (): void {
     for (const check of this.#checks.values()) {
@@ -149,6 +167,8 @@ export class CheckRegistry {
       const runningMs = Math.round(started - check.call.startedAt)
       const result: CheckResult = { name: check.name, ok: false, critical: check.critical, durationMs: 0, cached: false, timedOut: true, error: `timed out after ${check.timeout}ms, still running after ${runningMs}ms` }
       check.last = { ...result, at: started }
+      for (const listener of this.runListeners) listener(result)
+      if (channels.check.hasSubscribers) channels.check.publish({ server: this.#server, result })
       return result
     }
     const call = { settled: Promise.resolve().then(check.fn), startedAt: started }
@@ -173,6 +193,8 @@ export class CheckRegistry {
     }
     const previous = check.last
     check.last = { ...result, at: performance.now() }
+    for (const listener of this.runListeners) listener(result)
+    if (channels.check.hasSubscribers) channels.check.publish({ server: this.#server, result })
     if (!result.ok && (previous === undefined || previous.ok)) {
       // With the error itself, stack included, when the check threw one.
       this.#log.warn({ err, check: check.name, critical: check.critical, error: result.error, timedOut: result.timedOut }, 'health: check failed')

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
@@ -9,6 +10,7 @@ import {
 } from './errors.js'
 import type { CheckFunction, CheckOptions, CheckRegistry } from './health.js'
 import { ReportBuilder, type Phase, type ReportStages, type ShutdownCause, type ShutdownReport } from './report.js'
+import { channels, type NotReadyReason } from './channels.js'
 import { StartupTasks, type StartupTaskOptions } from './startup.js'
 import {
   kAbandon,
@@ -16,6 +18,7 @@ import {
   kBeforeExit,
   kBootFailed,
   kChecks,
+  kConnections,
   kClaim,
   kCountInFlight,
   kDeadline,
@@ -25,6 +28,8 @@ import {
   kLiveness,
   kMarkForced,
   kProbe,
+  kProbeRoutes,
+  kReadinessReason,
   kReadyCheck,
   kRecord,
   kSharedListener,
@@ -39,6 +44,7 @@ import { WorkRegistry, type HeldWork, type LongLivedConnection, type LongLivedHa
 export type { Phase, ShutdownCause, ShutdownReport, PhaseTiming, ReportStages, PreStopStage, PreStopEnd, DrainStage, TeardownStage, LongLivedCounts } from './report.js'
 export type { HeldWork, LongLivedConnection, LongLivedHandle, TrackedLongLived } from './work.js'
 export type { StartupTaskOptions } from './startup.js'
+export type { NotReadyReason, PhaseMessage, ReadinessMessage, CheckMessage, ReportMessage } from './channels.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -97,9 +103,16 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   #countInFlight: () => number = () => 0
   #isProbe: (url: string) => boolean = () => false
   #listenFailed = false
+  #lastReason: NotReadyReason | undefined = 'starting'
+  readonly #createdAt = performance.now()
+  #readyAt: number | undefined
+  #readinessReason: () => NotReadyReason | undefined = () => this.notReadyReason
+  #connections: () => Record<string, number> = () => ({})
   #overallDeadline: number | undefined
   #exit: ((why: string) => void) | undefined
   #liveness: LivenessProbe | undefined
+  /** @internal extra routes of the health plugin's probe listener, by path; undefined without one. */
+  [kProbeRoutes]: Map<string, (request: IncomingMessage, response: ServerResponse) => void> | undefined
   /** @internal set by the systemd plugin: the listening socket outlives this process. */
   [kSharedListener] = false
   /**
@@ -213,6 +226,12 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   /** Start-up tasks not finished yet. */
   get startupPending (): string[] { return this.#startup.pending }
 
+  /** How long each start-up task took to succeed, in ms, retries included (those done so far). */
+  get startupDurations (): ReadonlyMap<string, number> { return this.#startup.durations }
+
+  /** From the lifecycle's creation (the first fastify-lifecycle plugin registered) to `ready`, in ms; undefined before. */
+  get startupMs (): number | undefined { return this.#readyAt === undefined ? undefined : this.#readyAt - this.#createdAt }
+
   /**
    * Takes the instance out of rotation (`false`) or brings it back (`true`) without shutting
    * down: readiness fails while it is false. For blue-green switches and maintenance.
@@ -223,10 +242,46 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this.#manualReady = ready
     this.#log.info({ ready }, 'lifecycle: readiness set by hand')
     this.emit('readiness', ready)
+    this.#readinessChanged()
   }
 
   /** False after `setReady(false)`, until `setReady(true)`. */
   get manualReady (): boolean { return this.#manualReady }
+
+  /**
+   * Why `isReady()` is false, or undefined when it is true: `starting` (the boot), `startup-task`
+   * (start-up tasks still running), `shutdown` (from the signal on), `manual` (`setReady(false)`),
+   * `listen-failed`. The readiness probe adds `check` and `pressure` for its own reasons.
+   */
+  get notReadyReason (): NotReadyReason | undefined {
+    if (this.#listenFailed) return 'listen-failed'
+    if (this.#phase === 'starting') return this.#startup.pending.length > 0 ? 'startup-task' : 'starting'
+    if (this.#phase !== 'ready') return 'shutdown'
+    return this.#manualReady ? undefined : 'manual'
+  }
+
+  /**
+   * @internal with the health plugin, its reason readiness fails now (checks and pressure
+   * included, from their latest results); with no argument, reads it.
+   */
+  [kReadinessReason] (reason?: () => NotReadyReason | undefined): NotReadyReason | undefined {
+    if (reason !== undefined) this.#readinessReason = reason
+    return this.#readinessReason()
+  }
+
+  /** @internal the drain's count of open connections by protocol; with no argument, reads it. */
+  [kConnections] (count?: () => Record<string, number>): Record<string, number> {
+    if (count !== undefined) this.#connections = count
+    return this.#connections()
+  }
+
+  /** Publishes a readiness change on `fastify-lifecycle:readiness`, once per change. */
+  #readinessChanged (): void {
+    const reason = this.notReadyReason
+    if (reason === this.#lastReason) return
+    this.#lastReason = reason
+    if (channels.readiness.hasSubscribers) channels.readiness.publish({ server: this.#fastify.server, ready: reason === undefined, reason })
+  }
 
   /**
    * Starts the shutdown (`draining`, the before-close steps such as the pre-stop delay, then
@@ -284,8 +339,11 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this.#deadline.abort(new Error('drain deadline'))
   }
 
-  /** @internal the health plugin hands its registry over. */
-  [kChecks] (registry: CheckRegistry): void { this.#checks = registry }
+  /** @internal the health plugin hands its registry over; with no argument, reads it. */
+  [kChecks] (registry?: CheckRegistry): CheckRegistry | undefined {
+    if (registry !== undefined) this.#checks = registry
+    return this.#checks
+  }
 
   /**
    * @internal the health plugin says which requests to the service's server are its probes
@@ -429,6 +487,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       if (lifecycle.#startup.size === 0) {
         lifecycle.#enter('ready')
       } else {
+        lifecycle.#readinessChanged()
         // In the background: the server listens meanwhile, and its probes say `starting`.
         // Never rejects: each task's failure is caught, logged and retried.
         lifecycle.#startUp()
@@ -440,6 +499,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     const server = fastify.server
     function listenFailed (err: Error): void {
       lifecycle.#listenFailed = true
+      lifecycle.#readinessChanged()
       lifecycle.#log.error({ err }, 'lifecycle: the server failed to listen, this instance will never be ready')
       for (const listener of lifecycle.#onBootFailed) listener(err)
     }
@@ -466,6 +526,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
       this.#report.start(now)
     } else if (phase === 'ready') {
       this.#everReady = true
+      this.#readyAt = now
     }
     this.#phase = phase
     const inFlight = this.inFlight
@@ -473,10 +534,13 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this.#log.info({ phase, previous, inFlight }, 'lifecycle: phase changed')
     if (phase === 'draining') this.#abort.abort(new Error(`shutting down (${this.#cause?.cause ?? 'close'})`))
     this.emit('phase', phase, previous)
+    if (channels.phase.hasSubscribers) channels.phase.publish({ server: this.#fastify.server, phase, previous })
+    this.#readinessChanged()
     if (phase === 'closed') {
       const report = this.#report.build(now, this.#cause ?? { cause: 'close' }, this.#closeError)
       this.#final = report
       this.#log[report.clean ? 'info' : 'warn']({ report }, 'lifecycle: shutdown report')
+      if (channels.report.hasSubscribers) channels.report.publish({ server: this.#fastify.server, report })
       this.emit('closed', report)
     } else {
       this.emit(phase as 'ready' | 'draining' | 'closing')

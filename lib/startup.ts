@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger } from 'fastify'
 import { FST_LIFECYCLE_INVALID_ARGUMENT, FST_LIFECYCLE_STARTUP_TASK_LATE } from './errors.js'
 import { duration } from './options.js'
@@ -18,6 +19,9 @@ export class StartupTasks {
   get size (): number { return this.#tasks.size }
 
   get pending (): string[] { return [...this.#pending] }
+
+  /** How long each task took to succeed, in ms, retries included (tasks done so far). */
+  readonly durations = new Map<string, number>()
 
   add (name: string, task: () => unknown, options: StartupTaskOptions = {}): void {
     if (typeof name !== 'string' || name === '' || this.#tasks.has(name)) {
@@ -45,9 +49,11 @@ export class StartupTasks {
   async run (signal: AbortSignal, log: FastifyBaseLogger): Promise<boolean> {
     log.info({ tasks: this.pending }, 'lifecycle: running start-up tasks')
     await Promise.all([...this.#tasks].map(async ([name, { task, retryDelay }]) => {
+      const started = performance.now()
       for (let attempt = 1; !signal.aborted; attempt++) {
         try {
           await task()
+          this.durations.set(name, performance.now() - started)
           this.#pending.delete(name)
           log.info({ task: name, attempt }, 'lifecycle: start-up task done')
           return

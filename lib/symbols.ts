@@ -31,6 +31,12 @@ export const kDeadline = Symbol('fastify-lifecycle.deadline')
 export const kExit = Symbol('fastify-lifecycle.exit')
 /** @internal `lifecycle[kLiveness](probe)`: the health plugin's liveness, for a watchdog; `lifecycle[kLiveness]()` reads it. */
 export const kLiveness = Symbol('fastify-lifecycle.liveness')
+/** @internal `lifecycle[kReadinessReason](fn)`: the health plugin's reason readiness fails now, from the latest results; `()` reads it. */
+export const kReadinessReason = Symbol('fastify-lifecycle.readinessReason')
+/** @internal `lifecycle[kConnections](fn)`: the drain's count of open connections by protocol; `()` reads it. */
+export const kConnections = Symbol('fastify-lifecycle.connections')
+/** @internal `lifecycle[kProbeRoutes]`: extra GET routes of the probe listener (metrics), set by the health plugin when it has a port of its own. */
+export const kProbeRoutes = Symbol('fastify-lifecycle.probeRoutes')
 /** @internal `lifecycle[kBeforeExit]`: work the graceful plugin awaits (bounded) between the report and the exit. */
 export const kBeforeExit = Symbol('fastify-lifecycle.beforeExit')
 /** @internal `lifecycle[kSharedListener]`: the listening socket is inherited and outlives this process (socket activation). */

@@ -9,7 +9,7 @@ import { FST_LIFECYCLE_DRAIN_EXCEEDS_PLUGIN_TIMEOUT, FST_LIFECYCLE_INVALID_OPTIO
 import { useLifecycle, type TrackedLongLived } from '../lib/lifecycle.js'
 import { closeAcceptQueue, closeIdleSockets, closeListener, isEventStream, observeRequests, responseOn, type RawRequest, type RawResponse } from '../lib/node-internals.js'
 import { alreadyResolved, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kAbortDeadline, kClaim, kCountInFlight, kMarkForced, kRecord, kSharedListener, kWork } from '../lib/symbols.js'
+import { kAbortDeadline, kClaim, kConnections, kCountInFlight, kMarkForced, kRecord, kSharedListener, kWork } from '../lib/symbols.js'
 import { deadline } from '../lib/timers.js'
 
 export interface DrainOptions {
@@ -120,6 +120,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   server.on('connection', function countAccepted () { accepted++ })
 
   lifecycle.setBudget('drain', config.timeout)
+  lifecycle[kConnections]((): Record<string, number> => http1 ? { http1: sockets.size } : { http2: sessions.size })
   lifecycle[kCountInFlight](function countInFlight () {
     if (tracking || !http1) return requests.size
     // Before the shutdown, the sockets say it: Node attaches each response to its socket

@@ -4,10 +4,11 @@ import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyPluginAsync } from 'fastify'
 import { FST_LIFECYCLE_HEALTH_PATH_CONFLICT, FST_LIFECYCLE_HEALTH_ROUTE_CONFLICT, FST_LIFECYCLE_INVALID_OPTION } from '../lib/errors.js'
 import { CheckRegistry, type CheckFunction, type CheckOptions, type CheckResult, type ProbeKind } from '../lib/health.js'
+import type { NotReadyReason } from '../lib/channels.js'
 import { useLifecycle, type Lifecycle } from '../lib/lifecycle.js'
 import { interceptRequests, type RawRequest, type RawResponse } from '../lib/node-internals.js'
 import { alreadyResolved, bool, checkKnownKeys, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kBootFailed, kChecks, kClaim, kLiveness, kProbe, kReadyCheck } from '../lib/symbols.js'
+import { kBootFailed, kChecks, kClaim, kLiveness, kProbe, kProbeRoutes, kReadinessReason, kReadyCheck } from '../lib/symbols.js'
 
 export type { CheckFunction, CheckOptions, CheckResult, ProbeKind } from '../lib/health.js'
 
@@ -173,7 +174,7 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
   const lifecycle = useLifecycle(fastify)
   lifecycle[kClaim]('fastify-lifecycle-health', 'probe routes')
   const log = fastify.log.child({ plugin: 'health' })
-  const registry = new CheckRegistry(log)
+  const registry = new CheckRegistry(log, fastify.server)
   lifecycle[kChecks](registry)
   for (const { name, check, ...checkOptions } of config.checks) registry.add(name, check, checkOptions)
 
@@ -232,7 +233,8 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
         const ok = (probe === 'startup' && startupPassed) || lines.every((line) => line.ok || !line.critical)
         if (ok && probe === 'startup') startupPassed = true
         statusCode = ok ? 200 : 503
-        body = json ? jsonBody(probe, ok, lines) : textBody(probe, ok, lines, params.has('verbose'))
+        const reason = probe === 'readiness' && !ok ? readinessReason(lines) : undefined
+        body = json ? jsonBody(probe, ok, lines, reason) : textBody(probe, ok, lines, params.has('verbose'), reason)
       }
       response.writeHead(statusCode, {
         'content-type': json ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8',
@@ -289,12 +291,36 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
     // Probes on the service's port are not traffic to the pre-stop window.
     lifecycle[kProbe]((url) => secondChars.has(url.charCodeAt(1)) && matchProbe(url) !== undefined)
   } else {
-    closeProbes = await listenForProbes(fastify, config, log, handleProbe)
+    const extra = new Map<string, (request: RawRequest, response: RawResponse) => void>()
+    lifecycle[kProbeRoutes] = extra
+    closeProbes = await listenForProbes(fastify, config, log, function probeOrExtra (request, response) {
+      if (handleProbe(request, response)) return true
+      const route = extra.get((request.url as string).split('?')[0])
+      if (route === undefined || request.method !== 'GET') return false
+      route(request, response)
+      return true
+    })
   }
 
   // The boot failed on a ready check: the service port never opens, and the instance stays
   // `starting`. The probe listener closes at once, so no probe can pass on a pod that serves
   // nothing (liveness would), whether or not the process goes on to exit.
+  /**
+   * Why readiness fails, from its lines: the lifecycle's own reason first (a shutdown says
+   * `shutdown`, whatever the checks do), then pressure, then a critical check.
+   */
+  function readinessReason (lines: Line[]): NotReadyReason {
+    return lifecycle.notReadyReason ?? (lines.some((line) => line.name === 'under-pressure' && !line.ok) ? 'pressure' : 'check')
+  }
+  // The same, without running anything (the latest results), for metrics.
+  lifecycle[kReadinessReason](function currentReason () {
+    const own = lifecycle.notReadyReason
+    if (own !== undefined) return own
+    if (pressure !== undefined && config.underPressure.readiness && pressure.isUnderPressure()) return 'pressure'
+    const readiness = new Set(registry.namesFor('readiness'))
+    return registry.latest().some((result) => readiness.has(result.name) && result.critical && !result.ok) ? 'check' : undefined
+  })
+
   lifecycle[kBootFailed](function closeProbesOnBootFailure () { closeProbes() })
   // The liveness probe, for a watchdog that must stop being fed when liveness fails.
   lifecycle[kLiveness]({
@@ -325,7 +351,7 @@ function lifecycleDetail (lc: Lifecycle): string {
   return lc.phase
 }
 
-function textBody (probe: ProbeKind, ok: boolean, lines: Line[], verbose: boolean): string {
+function textBody (probe: ProbeKind, ok: boolean, lines: Line[], verbose: boolean, reason: NotReadyReason | undefined): string {
   if (ok && !verbose) return 'ok'
   let body = ''
   for (const line of lines) {
@@ -333,13 +359,15 @@ function textBody (probe: ProbeKind, ok: boolean, lines: Line[], verbose: boolea
     const kind = line.critical ? '' : ' (non-critical)'
     body += line.ok ? `[+]${line.name} ok${timing}\n` : `[-]${line.name} failed${kind}: ${line.detail as string}${timing}\n`
   }
+  if (reason !== undefined) body += `reason: ${reason}\n`
   return body + `${probe} check ${ok ? 'passed' : 'failed'}\n`
 }
 
-function jsonBody (probe: ProbeKind, ok: boolean, lines: Line[]): string {
+function jsonBody (probe: ProbeKind, ok: boolean, lines: Line[], reason: NotReadyReason | undefined): string {
   return JSON.stringify({
     probe,
     status: ok ? 'ok' : 'failed',
+    ...(reason === undefined ? {} : { reason }),
     checks: lines.map((line) => ({
       name: line.name,
       status: line.ok ? 'ok' : 'failed',

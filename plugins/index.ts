@@ -10,6 +10,7 @@ import preStop, { resolvePreStopOptions, type PreStopOptions } from './pre-stop.
 import teardown, { resolveTeardownOptions, type TeardownOptions } from './teardown.js'
 import systemd, { resolveSystemdOptions, type SystemdOptions } from './systemd.js'
 import pm2, { resolvePm2Options, type Pm2Options } from './pm2.js'
+import metrics, { resolveMetricsOptions, type MetricsOptions } from './metrics.js'
 
 export interface FastifyLifecycleOptions {
   /** Liveness, readiness and startup probes and their checks; `false` to serve your own. */
@@ -26,9 +27,11 @@ export interface FastifyLifecycleOptions {
   systemd?: SystemdOptions | false | undefined
   /** `wait_ready`, the `'shutdown'` message and the `kill_timeout` check, inert unless PM2 runs the process; `false` for none. */
   pm2?: Pm2Options | false | undefined
+  /** The lifecycle as Prometheus or OpenTelemetry metrics, through your client or meter; inert without one. */
+  metrics?: MetricsOptions | false | undefined
 }
 
-const PIECES = keysOf<FastifyLifecycleOptions>()({ health: true, graceful: true, preStop: true, drain: true, teardown: true, systemd: true, pm2: true })
+const PIECES = keysOf<FastifyLifecycleOptions>()({ health: true, graceful: true, preStop: true, drain: true, teardown: true, systemd: true, pm2: true, metrics: true })
 
 /**
  * Registers every piece of the suite from one options object; each is also usable alone.
@@ -45,7 +48,8 @@ const fastifyLifecycle: FastifyPluginAsync<FastifyLifecycleOptions> = async func
     teardown: options.teardown === false ? false : resolveTeardownOptions(options.teardown, 'teardown.'),
     graceful: options.graceful === false ? false : resolveGracefulOptions(options.graceful, 'graceful.'),
     systemd: options.systemd === false ? false : resolveSystemdOptions(options.systemd, 'systemd.'),
-    pm2: options.pm2 === false ? false : resolvePm2Options(options.pm2, 'pm2.')
+    pm2: options.pm2 === false ? false : resolvePm2Options(options.pm2, 'pm2.'),
+    metrics: options.metrics === false ? false : resolveMetricsOptions(options.metrics, 'metrics.')
   }
 
   useLifecycle(fastify)[kClaim]('fastify-lifecycle', 'suites')
@@ -56,6 +60,7 @@ const fastifyLifecycle: FastifyPluginAsync<FastifyLifecycleOptions> = async func
   if (config.graceful !== false) await fastify.register(graceful, config.graceful as GracefulOptions)
   if (config.systemd !== false) await fastify.register(systemd, config.systemd as SystemdOptions)
   if (config.pm2 !== false) await fastify.register(pm2, config.pm2 as Pm2Options)
+  if (config.metrics !== false) await fastify.register(metrics, config.metrics as MetricsOptions)
 }
 
 export default fp(fastifyLifecycle, { name: 'fastify-lifecycle', fastify: '5.x' })
@@ -67,6 +72,8 @@ export { default as preStop } from './pre-stop.js'
 export { default as teardown } from './teardown.js'
 export { default as systemd, systemdListen } from './systemd.js'
 export { default as pm2 } from './pm2.js'
+export { default as metrics } from './metrics.js'
+export { channels } from '../lib/channels.js'
 export { Lifecycle, useLifecycle } from '../lib/lifecycle.js'
 export type {
   Phase,
@@ -93,6 +100,8 @@ export type { PreStopOptions } from './pre-stop.js'
 export type { TeardownOptions } from './teardown.js'
 export type { SystemdOptions, SystemdListenOptions, NotifyTransport } from './systemd.js'
 export type { Pm2Options } from './pm2.js'
+export type { MetricsOptions, PromClientLike, PromRegistryLike, MeterLike } from './metrics.js'
+export type { NotReadyReason, PhaseMessage, ReadinessMessage, CheckMessage, ReportMessage } from '../lib/channels.js'
 export type { CheckFunction, CheckOptions, CheckResult, ProbeKind } from '../lib/health.js'
 export type { Closable, CloseFunction, TeardownResourceOptions, TeardownResult, TeardownOutcome } from '../lib/teardown.js'
 export * as errors from '../lib/errors.js'
