@@ -1,11 +1,13 @@
 // One server of the overhead benchmark: Fastify hello world, bare (MODE=bare) or with the whole
-// fastify-lifecycle suite registered (MODE=suite). Prints its port on stdout.
+// fastify-lifecycle suite registered (MODE=suite), or the suite with its Prometheus metrics
+// (MODE=metrics). Prints its port on stdout.
 import Fastify from 'fastify'
+import promClient from 'prom-client'
 import lifecycle, { drain, health } from 'fastify-lifecycle'
 
 const app = Fastify()
-if (process.env.MODE === 'suite') {
-  await app.register(lifecycle, { preStop: { delay: 0 } })
+if (process.env.MODE === 'suite' || process.env.MODE === 'metrics') {
+  await app.register(lifecycle, { preStop: { delay: 0 }, ...(process.env.MODE === 'metrics' ? { metrics: { prometheus: { client: promClient, registry: new promClient.Registry() } } } : {}) })
   app.lifecycle.teardown('noop', () => {})
   app.lifecycle.check('noop', () => true)
 }

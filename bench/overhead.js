@@ -16,7 +16,8 @@ import { fileURLToPath } from 'node:url'
 const ROUNDS = Number(process.env.ROUNDS ?? 9)
 const PIPELINING = (process.env.PIPELINING ?? '1,10').split(',').map(Number)
 const SECONDS = Number(process.env.SECONDS ?? 5)
-// Single pieces (`drain`, `health`) instead of the whole suite, to find where a cost comes from.
+// Single pieces (`drain`, `health`) instead of the whole suite, to find where a cost comes from;
+// `metrics`: the suite with its Prometheus metrics (AGAINST=metrics npm run bench:overhead).
 const AGAINST = process.env.AGAINST ?? 'suite'
 const here = (/** @type {string} */ file) => fileURLToPath(new URL(file, import.meta.url))
 const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim())
@@ -62,7 +63,7 @@ let running = []
 const stop = () => { for (const server of running) server.child.kill('SIGKILL') }
 process.on('exit', stop)
 
-console.log(`overhead: bare Fastify vs Fastify + ${AGAINST === 'suite' ? 'fastify-lifecycle (health, drain, pre-stop, teardown, graceful)' : `fastify-lifecycle's ${AGAINST} plugin alone`}, and bare vs bare as the control`)
+console.log(`overhead: bare Fastify vs Fastify + ${AGAINST === 'suite' ? 'fastify-lifecycle (health, drain, pre-stop, teardown, graceful)' : AGAINST === 'metrics' ? 'fastify-lifecycle with its Prometheus metrics' : `fastify-lifecycle's ${AGAINST} plugin alone`}, and bare vs bare as the control`)
 console.log(`machine: ${cpus().length} cores (${cpus()[0].model}); the three servers pinned together on CPU 0, the load generator (32 connections per server) on CPU 1`)
 console.log(`Node ${process.version}, ${new Date().toISOString()}, ${ROUNDS} rounds of ${SECONDS}s per load, each on three new server processes after a 2s warm-up`)
 

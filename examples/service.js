@@ -7,6 +7,7 @@
 //   under systemd (NOTIFY_SOCKET, LISTEN_FDS) or PM2 (pm_id) it speaks their protocols
 import Fastify from 'fastify'
 import websocket from '@fastify/websocket'
+import promClient from 'prom-client'
 import lifecycle, { systemdListen } from 'fastify-lifecycle'
 
 function msFromEnv (name, fallback) {
@@ -20,8 +21,12 @@ await app.register(lifecycle, {
   preStop: {
     delay: msFromEnv('PRE_STOP_DELAY_MS', undefined),
     quiet: msFromEnv('PRE_STOP_QUIET_MS', undefined),
-    maxDelay: msFromEnv('PRE_STOP_MAX_MS', undefined)
+    maxDelay: msFromEnv('PRE_STOP_MAX_MS', undefined),
+    // Prometheus scrapes are not traffic a load balancer sends.
+    ignorePaths: process.env.PRE_STOP_QUIET_MS ? ['/metrics'] : undefined
   },
+  // The lifecycle as Prometheus metrics, in prom-client's default registry, at GET /metrics.
+  metrics: { prometheus: { client: promClient, path: '/metrics' } },
   drain: { timeout: msFromEnv('DRAIN_TIMEOUT_MS', 5000) }
 })
 

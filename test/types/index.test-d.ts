@@ -1,5 +1,7 @@
 import Fastify from 'fastify'
 import { expectAssignable, expectError, expectType } from 'tsd'
+import promClient from 'prom-client'
+import { metrics as otel } from '@opentelemetry/api'
 import lifecycle, {
   drain,
   graceful,
@@ -7,6 +9,9 @@ import lifecycle, {
   pm2,
   systemd,
   systemdListen,
+  metrics,
+  channels,
+  type NotReadyReason,
   type SystemdListenOptions,
   type DrainOptions,
   type FastifyLifecycleOptions,
@@ -179,3 +184,12 @@ expectError(app.register(lifecycle, { systemd: { transport: 'systemd-notify' } }
 expectError(app.register(lifecycle, { pm2: { killTimeout: '30s' } }))
 app.register(systemd, { notify: false })
 app.register(pm2, { shutdownMessage: false })
+
+// metrics, channels, readiness reasons
+app.register(lifecycle, { metrics: { prometheus: { client: promClient, registry: new promClient.Registry(), path: '/metrics' } } })
+app.register(lifecycle, { metrics: { opentelemetry: { meter: otel.getMeter('svc'), flush: async () => {} } } })
+expectError(app.register(lifecycle, { metrics: { prometheus: { client: 'prom-client' } } }))
+app.register(metrics, {})
+expectType<NotReadyReason | undefined>(app.lifecycle.notReadyReason)
+expectType<ReadonlyMap<string, number>>(app.lifecycle.startupDurations)
+expectType<string>(channels.phase.name as string)
