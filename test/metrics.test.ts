@@ -91,12 +91,15 @@ test('Prometheus: a forced shutdown, failed checks, teardown resources, start-up
   await ready
   await (await fetch(`${originOf(app)}/readyz`)).text()
   app.lifecycle.longLived({ kind: 'queue-consumer', notify () {}, destroy () {} })
+  app.lifecycle.longLived({ kind: 'queue-consumer', notify () {}, destroy () {} })
+  // The stuck check again: its first run still hangs, so this one says so without running it.
+  await (await fetch(`${originOf(app)}/readyz/stuck`)).text()
   let text = await registry.metrics()
   t.equal(series(text, 'fastify_lifecycle_check_runs_total', 'check="flaky",outcome="failed"'), 1)
-  t.equal(series(text, 'fastify_lifecycle_check_runs_total', 'check="stuck",outcome="timed_out"'), 1)
+  t.equal(series(text, 'fastify_lifecycle_check_runs_total', 'check="stuck",outcome="timed_out"'), 2, 'the hung run, and the answer that it still hangs')
   t.equal(series(text, 'fastify_lifecycle_not_ready', 'reason="check"'), 1, 'a failing critical check is the reason')
   t.ok(series(text, 'fastify_lifecycle_startup_task_seconds', 'task="warm"')! >= 0)
-  t.equal(series(text, 'fastify_lifecycle_long_lived_connections', 'kind="queue-consumer"'), 1)
+  t.equal(series(text, 'fastify_lifecycle_long_lived_connections', 'kind="queue-consumer"'), 2)
   fetch(`${originOf(app)}/hang`).catch(() => {})
   await once(app.server, 'request')
   await app.lifecycle.shutdown()
@@ -159,7 +162,9 @@ test('diagnostics channels: phases, readiness with its reason, check runs and th
   const app = Fastify()
   await app.register(lifecycle, { graceful: false, preStop: { delay: 0 } })
   app.lifecycle.check('db', () => true)
+  app.lifecycle.check('stuck', () => new Promise(() => {}), { timeout: 10, critical: false })
   await app.listen({ port: 0, host: '127.0.0.1' })
+  await (await fetch(`${originOf(app)}/readyz`)).text()
   await (await fetch(`${originOf(app)}/readyz`)).text()
   app.lifecycle.setReady(false)
   app.lifecycle.setReady(true)
@@ -168,6 +173,7 @@ test('diagnostics channels: phases, readiness with its reason, check runs and th
   t.same(mine.filter(([name]) => name === 'phase').map(([, m]) => m.phase), ['ready', 'draining', 'closing', 'closed'])
   t.same(mine.filter(([name]) => name === 'readiness').map(([, m]) => [m.ready, m.reason]), [[true, undefined], [false, 'manual'], [true, undefined], [false, 'shutdown']])
   t.match(mine.find(([name]) => name === 'check')?.[1], { result: { name: 'db', ok: true } })
+  t.match(mine.filter(([name, m]) => name === 'check' && (m.result as { name: string }).name === 'stuck').map(([, m]) => m.result), [{ timedOut: true }, { timedOut: true, error: /still running/ }])
   t.match(mine.find(([name]) => name === 'report')?.[1], { report: { cause: 'manual', clean: true } })
 })
 
@@ -250,4 +256,43 @@ test('metrics options: inert without a backend, errors at registration', async (
   for (const [options, message] of bad) {
     await t.rejects(async () => { await Fastify().register(lifecycle, { graceful: false, metrics: options as object }) }, { code: 'FST_LIFECYCLE_INVALID_OPTION', message })
   }
+})
+
+test('metrics without the other pieces, before ready, and under pressure', async (t) => {
+  const registry = new promClient.Registry()
+  const app = Fastify()
+  let pressed = false
+  // A stand-in for @fastify/under-pressure's decorators.
+  app.decorate('isUnderPressure', () => pressed)
+  app.decorate('memoryUsage', () => ({ eventLoopDelay: 0 }))
+  await app.register(lifecycle, { graceful: false, drain: false, preStop: false, teardown: false, metrics: { prometheus: { client: promClient, registry } } })
+  // Without the health plugin: no check results, and no reason beyond the lifecycle's own.
+  const bare = Fastify()
+  const bareRegistry = new promClient.Registry()
+  await bare.register(lifecycle, { graceful: false, health: false, metrics: { prometheus: { client: promClient, registry: bareRegistry } } })
+  await bare.ready()
+  t.notOk((await bareRegistry.metrics()).includes('fastify_lifecycle_check_up{'), 'no checks without the health plugin')
+  await bare.close()
+  // A resource the overall teardown deadline never reached: reported as skipped, with 0 s.
+  const late = Fastify()
+  const lateRegistry = new promClient.Registry()
+  await late.register(lifecycle, { graceful: false, preStop: false, teardown: { timeout: 30 }, metrics: { prometheus: { client: promClient, registry: lateRegistry } } })
+  late.lifecycle.teardown('first', () => {})
+  late.lifecycle.teardown('hang', () => new Promise(() => {}))
+  await late.ready()
+  await late.lifecycle.shutdown()
+  t.equal(series(await lateRegistry.metrics(), 'fastify_lifecycle_teardown_resource_seconds', 'resource="first",outcome="skipped"'), 0)
+  let text = await registry.metrics()
+  t.equal(series(text, 'fastify_lifecycle_startup_seconds'), 0, 'no start-up time before ready (prom-client shows 0)')
+  t.equal(series(text, 'fastify_lifecycle_not_ready', 'reason="starting"'), 1)
+  await app.ready()
+  pressed = true
+  text = await registry.metrics()
+  t.equal(series(text, 'fastify_lifecycle_not_ready', 'reason="pressure"'), 1, 'under pressure is the reason')
+  t.notOk(text.includes('fastify_lifecycle_connections{'), 'no connections counted without the drain')
+  const answer = await app.inject('/')
+  t.equal(answer.statusCode, 404)
+  await app.lifecycle.shutdown()
+  text = await registry.metrics()
+  t.equal(series(text, 'fastify_lifecycle_drain_cut_total'), 0, 'nothing cut without a drain')
 })
