@@ -264,7 +264,7 @@ test('metrics without the other pieces, before ready, and under pressure', async
   let pressed = false
   // A stand-in for @fastify/under-pressure's decorators.
   app.decorate('isUnderPressure', () => pressed)
-  app.decorate('memoryUsage', () => ({ eventLoopDelay: 0 }))
+  app.decorate('memoryUsage', () => ({ heapUsed: 0, rssBytes: 0, eventLoopDelay: 0, eventLoopUtilized: 0 }))
   await app.register(lifecycle, { graceful: false, drain: false, preStop: false, teardown: false, metrics: { prometheus: { client: promClient, registry } } })
   // Without the health plugin: no check results, and no reason beyond the lifecycle's own.
   const bare = Fastify()
