@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import { once } from 'node:events'
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
@@ -299,8 +300,10 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     // listener must close before the boot's listen() opens it.
     let queuedAccepted = 0
     // An inherited socket (socket activation) stays open in the service manager: what is
-    // queued waits for the next instance, and its backlog is the next instance's too.
-    if (server.listening && !lifecycle[kSharedListener]) {
+    // queued waits for the next instance, and its backlog is the next instance's too. A cluster
+    // worker's listener is the primary's (round-robin: the primary accepts; shared handle: the
+    // other workers use it): neither is this process's to shrink.
+    if (server.listening && !lifecycle[kSharedListener] && !cluster.isWorker) {
       // No new connection joins the queue from here: it empties, whatever the clients do.
       closeAcceptQueue(server)
       queuedAccepted = await acceptQueued(started + Math.min(1000, Math.floor(config.timeout / 4)))
