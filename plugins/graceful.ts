@@ -8,9 +8,9 @@ import { FST_LIFECYCLE_BUDGET_EXCEEDED, FST_LIFECYCLE_INVALID_OPTION, FST_LIFECY
 import { logFatal, shows } from '../lib/fatal.js'
 import { useLifecycle, type ShutdownCause, type ShutdownReport } from '../lib/lifecycle.js'
 import { logsWritten } from '../lib/node-internals.js'
-import { deadline } from '../lib/timers.js'
 import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
 import { kAbandon, kBeforeExit, kClaim, kDeadline, kExit, kReadyCheck } from '../lib/symbols.js'
+import { deadline } from '../lib/timers.js'
 
 /** Signals the graceful plugin can own. Fault signals (SIGSEGV, SIGILL, …) are left to Node. */
 export const HANDLED_SIGNALS = Object.freeze(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'] as const)
@@ -185,13 +185,14 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
       // With the logger off, the one line that says why the exit code is 1.
       process.stderr.write(`fastify-lifecycle: shutdown not clean, exiting with code 1: ${[...forced, ...(report.error === undefined ? [] : [`error: ${report.error}`])].join('; ')}\n`)
     }
+    // What other plugins send before the exit (a last status to systemd, a metrics flush).
+    await beforeExit(lifecycle[kBeforeExit])
     // The exit comes next: let the log lines still being written land first, in order, so the
     // line above is the last one (see lib/node-internals.ts).
-    await beforeExit(lifecycle[kBeforeExit])
     await logsWritten(log, 1000)
     await leaveCluster()
-    // close-with-grace exits 1 on an error cause or a rejection, 0 otherwise.
-    if (forced.length > 0) throw new FST_LIFECYCLE_SHUTDOWN_FORCED(forced.join('; '))
+    // close-with-grace exits 1 on a rejection (and on an error cause), 0 otherwise.
+    if (exitCode !== 0) throw new FST_LIFECYCLE_SHUTDOWN_FORCED(forced.join('; ') || 'not clean')
   })
 
   // Our own listeners: those the close-with-grace call above added.
