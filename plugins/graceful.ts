@@ -10,7 +10,7 @@ import { useLifecycle, type ShutdownCause, type ShutdownReport } from '../lib/li
 import { logsWritten } from '../lib/node-internals.js'
 import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
 import { kAbandon, kBeforeExit, kClaim, kDeadline, kExit, kReadyCheck } from '../lib/symbols.js'
-import { deadline } from '../lib/timers.js'
+import { settleWithin } from '../lib/timers.js'
 
 /** Signals the graceful plugin can own. Fault signals (SIGSEGV, SIGILL, …) are left to Node. */
 export const HANDLED_SIGNALS = Object.freeze(['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'] as const)
@@ -84,18 +84,15 @@ function checkBudget (budget: Readonly<Record<string, number>>, deadline: number
 async function leaveCluster (): Promise<void> {
   const worker = cluster.worker
   if (cluster.isPrimary || worker === undefined || !worker.isConnected()) return
-  const timer = deadline(1000)
-  worker.disconnect()
-  await Promise.race([once(worker, 'disconnect'), timer.promise])
-  timer.clear()
+  await settleWithin(() => {
+    worker.disconnect()
+    return once(worker, 'disconnect')
+  }, 1000)
 }
 
 /** What other plugins finish before the exit (a last notification), for a second at most. */
 async function beforeExit (work: ReadonlyArray<() => Promise<void>>): Promise<void> {
-  if (work.length === 0) return
-  const timer = deadline(1000)
-  await Promise.race([Promise.allSettled(work.map((fn) => fn())), timer.promise])
-  timer.clear()
+  if (work.length > 0) await settleWithin(() => Promise.allSettled(work.map((fn) => fn())), 1000)
 }
 
 /** What the process-wide registry needs of a lifecycle (another copy of the package's included). */
