@@ -32,6 +32,7 @@ import {
   kReadinessReason,
   kReadyCheck,
   kRecord,
+  kServing,
   kSharedListener,
   kTeardown,
   kWork
@@ -401,6 +402,20 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   [kLiveness] (probe?: LivenessProbe): LivenessProbe | undefined {
     if (probe !== undefined) this.#liveness = probe
     return this.#liveness
+  }
+
+  /**
+   * @internal `listener` runs once the lifecycle is `ready` and the server listens, whichever
+   * comes last: what a process manager calls ready (start-up tasks done, connections accepted).
+   */
+  [kServing] (listener: () => void): void {
+    const server = this.#fastify.server
+    const whenListening = (): void => {
+      if (server.listening) listener()
+      else server.once('listening', listener)
+    }
+    if (this.#phase === 'ready') whenListening()
+    else this.once('ready', whenListening)
   }
 
   /** @internal true once the server's listen() failed: it was `ready` but never served. */

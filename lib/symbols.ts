@@ -37,6 +37,8 @@ export const kReadinessReason = Symbol('fastify-lifecycle.readinessReason')
 export const kConnections = Symbol('fastify-lifecycle.connections')
 /** @internal `lifecycle[kProbeRoutes]`: extra GET routes of the probe listener (metrics), set by the health plugin when it has a port of its own. */
 export const kProbeRoutes = Symbol('fastify-lifecycle.probeRoutes')
+/** @internal `lifecycle[kServing](listener)`: called once the lifecycle is ready and the server listens, whichever comes last. */
+export const kServing = Symbol('fastify-lifecycle.serving')
 /** @internal `lifecycle[kBeforeExit]`: work the graceful plugin awaits (bounded) between the report and the exit. */
 export const kBeforeExit = Symbol('fastify-lifecycle.beforeExit')
 /** @internal `lifecycle[kSharedListener]`: the listening socket is inherited and outlives this process (socket activation). */

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { FST_LIFECYCLE_PM2_KILL_TIMEOUT } from '../lib/errors.js'
 import { useLifecycle } from '../lib/lifecycle.js'
 import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kClaim, kDeadline, kExit, kReadyCheck } from '../lib/symbols.js'
+import { kClaim, kDeadline, kExit, kReadyCheck, kServing } from '../lib/symbols.js'
 
 export interface Pm2Options {
   /** Send `process.send('ready')` once the lifecycle is ready and the server listens, for `wait_ready`. @default true */
@@ -76,14 +76,9 @@ const pm2: FastifyPluginAsync<Pm2Options> = async function pm2 (fastify, options
   })
 
   if (config.ready) {
-    lifecycle.on('ready', function tellPm2Ready () {
-      const server = fastify.server
-      const ready = (): void => {
-        log.info('pm2: ready')
-        send('ready')
-      }
-      if (server.listening) ready()
-      else server.once('listening', ready)
+    lifecycle[kServing](function tellPm2Ready () {
+      log.info('pm2: ready')
+      send('ready')
     })
   }
 

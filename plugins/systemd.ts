@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { FST_LIFECYCLE_INVALID_OPTION, FST_LIFECYCLE_SYSTEMD_WATCHDOG } from '../lib/errors.js'
 import { useLifecycle } from '../lib/lifecycle.js'
 import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kBeforeExit, kBootFailed, kClaim, kDeadline, kLiveness, kReadyCheck, kSharedListener } from '../lib/symbols.js'
+import { kBeforeExit, kBootFailed, kClaim, kDeadline, kLiveness, kReadyCheck, kServing, kSharedListener } from '../lib/symbols.js'
 import { inheritedSockets, Notifier, type NotifyTransport } from '../lib/systemd.js'
 
 export { systemdListen, type SystemdListenOptions, type NotifyTransport } from '../lib/systemd.js'
@@ -87,18 +87,9 @@ const systemd: FastifyPluginAsync<SystemdOptions> = async function systemd (fast
   delete env.NOTIFY_SOCKET
   const log = fastify.log.child({ plugin: 'systemd' })
   const notifier = new Notifier(log, config.transport, socket)
-  const server = fastify.server
-
-  function whenListening (then: () => void): void {
-    if (server.listening) then()
-    else server.once('listening', then)
-  }
-
-  lifecycle.on('ready', function notifyReady () {
-    whenListening(() => {
-      log.info('systemd: ready')
-      notifier.send({ READY: 1, STATUS: 'ready: serving' })
-    })
+  lifecycle[kServing](function notifyReady () {
+    log.info('systemd: ready')
+    notifier.send({ READY: 1, STATUS: 'ready: serving' })
   })
 
   lifecycle[kBootFailed](function notifyBootFailed (err) {

@@ -4,7 +4,7 @@ import { test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { request } from 'undici'
 import { useLifecycle, type Lifecycle, type Phase } from '../lib/lifecycle.js'
-import { kAbandon, kMarkForced, kRecord } from '../lib/symbols.js'
+import { kAbandon, kMarkForced, kRecord, kServing } from '../lib/symbols.js'
 import suite, { drain, graceful, preStop, teardown } from '../plugins/index.js'
 
 function appWithLifecycle () {
@@ -245,4 +245,18 @@ test('arguments of the plugin-author API are checked, with the method and the va
   t.throws(() => lifecycle.shutdown(42 as never), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT', message: /^lifecycle\.shutdown\(\): cause must be a string or \{ cause: string, error\?: unknown \}, received 42$/ })
   t.throws(() => lifecycle.shutdown({ reason: 'x' } as never), { code: 'FST_LIFECYCLE_INVALID_ARGUMENT' })
   t.equal(lifecycle.phase, 'starting', 'a refused shutdown() started nothing')
+})
+
+test('kServing: once ready and listening, whichever comes last, also when asked after either', async (t) => {
+  const seen: string[] = []
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const lifecycle = useLifecycle(app)
+  lifecycle[kServing](() => seen.push('registered before ready'))
+  await app.ready()
+  lifecycle[kServing](() => seen.push('registered when ready, before listen'))
+  t.same(seen, [], 'ready, not listening: nobody called yet')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  lifecycle[kServing](() => seen.push('registered when serving'))
+  t.same(seen, ['registered before ready', 'registered when ready, before listen', 'registered when serving'])
 })
