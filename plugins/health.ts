@@ -233,7 +233,7 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
         const ok = (probe === 'startup' && startupPassed) || lines.every((line) => line.ok || !line.critical)
         if (ok && probe === 'startup') startupPassed = true
         statusCode = ok ? 200 : 503
-        const reason = probe === 'readiness' && !ok ? readinessReason(lines) : undefined
+        const reason = probe === 'readiness' && !ok ? currentReason() : undefined
         body = json ? jsonBody(probe, ok, lines, reason) : textBody(probe, ok, lines, params.has('verbose'), reason)
       }
       response.writeHead(statusCode, {
@@ -306,20 +306,18 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
   // `starting`. The probe listener closes at once, so no probe can pass on a pod that serves
   // nothing (liveness would), whether or not the process goes on to exit.
   /**
-   * Why readiness fails, from its lines: the lifecycle's own reason first (a shutdown says
-   * `shutdown`, whatever the checks do), then pressure, then a critical check.
+   * Why readiness fails now, undefined when it passes: the lifecycle's own reason first (a
+   * shutdown says `shutdown`, whatever the checks do), then pressure, then a critical check,
+   * from their latest results (nothing is run). The probe answers and the metrics both say it.
    */
-  function readinessReason (lines: Line[]): NotReadyReason {
-    return lifecycle.notReadyReason ?? (lines.some((line) => line.name === 'under-pressure' && !line.ok) ? 'pressure' : 'check')
-  }
-  // The same, without running anything (the latest results), for metrics.
-  lifecycle[kReadinessReason](function currentReason () {
+  function currentReason (): NotReadyReason | undefined {
     const own = lifecycle.notReadyReason
     if (own !== undefined) return own
     if (pressure !== undefined && config.underPressure.readiness && pressure.isUnderPressure()) return 'pressure'
     const readiness = new Set(registry.namesFor('readiness'))
     return registry.latest().some((result) => readiness.has(result.name) && result.critical && !result.ok) ? 'check' : undefined
-  })
+  }
+  lifecycle[kReadinessReason](currentReason)
 
   lifecycle[kBootFailed](function closeProbesOnBootFailure () { closeProbes() })
   // The liveness probe, for a watchdog that must stop being fed when liveness fails.
