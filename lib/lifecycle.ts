@@ -102,18 +102,27 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   #teardown: TeardownRegistry | undefined
   #checks: CheckRegistry | undefined
   #countInFlight: () => number = () => 0
-  #isProbe: (url: string) => boolean = () => false
   #listenFailed = false
   #lastReason: NotReadyReason | undefined = 'starting'
   readonly #createdAt = performance.now()
   #readyAt: number | undefined
-  #readinessReason: () => NotReadyReason | undefined = () => this.notReadyReason
-  #connections: () => Record<string, number> = () => ({})
-  #overallDeadline: number | undefined
-  #exit: ((why: string) => void) | undefined
-  #liveness: LivenessProbe | undefined
   /** @internal extra routes of the health plugin's probe listener, by path; undefined without one. */
   [kProbeRoutes]: Map<string, (request: IncomingMessage, response: ServerResponse) => void> | undefined
+  /**
+   * @internal which requests to the service's server are the health plugin's probes (set by it
+   * when it serves them there): they are not traffic to the pre-stop window.
+   */
+  [kProbe]: (url: string) => boolean
+  /** @internal why readiness fails now: the lifecycle's reason, or the health plugin's, which adds checks and pressure. */
+  [kReadinessReason]: () => NotReadyReason | undefined
+  /** @internal open connections by protocol, counted by the drain. */
+  [kConnections]: () => Record<string, number>
+  /** @internal the graceful plugin's overall deadline, in ms. */
+  [kDeadline]: number | undefined
+  /** @internal the graceful plugin's shutdown-then-exit, for a shutdown asked for by a message (PM2). */
+  [kExit]: ((why: string) => void) | undefined
+  /** @internal the health plugin's liveness, for a watchdog. */
+  [kLiveness]: LivenessProbe | undefined
   /** @internal set by the systemd plugin: the listening socket outlives this process. */
   [kSharedListener] = false
   /**
@@ -137,6 +146,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     super()
     this.#fastify = fastify
     this.#log = fastify.log.child({ plugin: 'lifecycle' })
+    // What the plugins replace when they are registered: no probes, no health, no drain.
+    this[kProbe] = () => false
+    this[kReadinessReason] = () => this.notReadyReason
+    this[kConnections] = () => ({})
   }
 
   /** The current phase. */
@@ -261,21 +274,6 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     return this.#manualReady ? undefined : 'manual'
   }
 
-  /**
-   * @internal with the health plugin, its reason readiness fails now (checks and pressure
-   * included, from their latest results); with no argument, reads it.
-   */
-  [kReadinessReason] (reason?: () => NotReadyReason | undefined): NotReadyReason | undefined {
-    if (reason !== undefined) this.#readinessReason = reason
-    return this.#readinessReason()
-  }
-
-  /** @internal the drain's count of open connections by protocol; with no argument, reads it. */
-  [kConnections] (count?: () => Record<string, number>): Record<string, number> {
-    if (count !== undefined) this.#connections = count
-    return this.#connections()
-  }
-
   /** Publishes a readiness change on `fastify-lifecycle:readiness`, once per change. */
   #readinessChanged (): void {
     const reason = this.notReadyReason
@@ -346,15 +344,6 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     return this.#checks
   }
 
-  /**
-   * @internal the health plugin says which requests to the service's server are its probes
-   * (only when it serves them there); called with no argument, gives that matcher.
-   */
-  [kProbe] (matcher?: (url: string) => boolean): (url: string) => boolean {
-    if (matcher !== undefined) this.#isProbe = matcher
-    return this.#isProbe
-  }
-
   /** @internal the teardown plugin hands its registry over. */
   [kTeardown] (registry: TeardownRegistry): void { this.#teardown = registry }
 
@@ -384,24 +373,6 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
    */
   [kBootFailed] (listener: (err: unknown) => void): void {
     this.#onBootFailed.push(listener)
-  }
-
-  /** @internal the graceful plugin's overall deadline, in ms; with no argument, reads it. */
-  [kDeadline] (ms?: number): number | undefined {
-    if (ms !== undefined) this.#overallDeadline = ms
-    return this.#overallDeadline
-  }
-
-  /** @internal the graceful plugin's shutdown-then-exit; with no argument, reads it. */
-  [kExit] (exit?: (why: string) => void): ((why: string) => void) | undefined {
-    if (exit !== undefined) this.#exit = exit
-    return this.#exit
-  }
-
-  /** @internal the health plugin's liveness, for a watchdog; with no argument, reads it. */
-  [kLiveness] (probe?: LivenessProbe): LivenessProbe | undefined {
-    if (probe !== undefined) this.#liveness = probe
-    return this.#liveness
   }
 
   /**

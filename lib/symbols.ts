@@ -25,15 +25,15 @@ export const kTeardown = Symbol('fastify-lifecycle.teardown')
 export const kWork = Symbol('fastify-lifecycle.work')
 /** @internal `lifecycle[kClaim](piece)`: a piece of the suite registers once per server. */
 export const kClaim = Symbol('fastify-lifecycle.claim')
-/** @internal `lifecycle[kDeadline](ms)`: the graceful plugin's overall deadline; `lifecycle[kDeadline]()` reads it. */
+/** @internal `lifecycle[kDeadline]`: the graceful plugin's overall deadline, in ms (it sets it). */
 export const kDeadline = Symbol('fastify-lifecycle.deadline')
-/** @internal `lifecycle[kExit](why)`: the graceful plugin's shutdown-then-exit, as for a signal (PM2's 'shutdown' message). */
+/** @internal `lifecycle[kExit]?.(why)`: the graceful plugin's shutdown-then-exit, as for a signal (PM2's 'shutdown' message). */
 export const kExit = Symbol('fastify-lifecycle.exit')
-/** @internal `lifecycle[kLiveness](probe)`: the health plugin's liveness, for a watchdog; `lifecycle[kLiveness]()` reads it. */
+/** @internal `lifecycle[kLiveness]`: the health plugin's liveness (it sets it), for a watchdog. */
 export const kLiveness = Symbol('fastify-lifecycle.liveness')
-/** @internal `lifecycle[kReadinessReason](fn)`: the health plugin's reason readiness fails now, from the latest results; `()` reads it. */
+/** @internal `lifecycle[kReadinessReason]()`: why readiness fails now; the health plugin replaces it with one that adds checks and pressure. */
 export const kReadinessReason = Symbol('fastify-lifecycle.readinessReason')
-/** @internal `lifecycle[kConnections](fn)`: the drain's count of open connections by protocol; `()` reads it. */
+/** @internal `lifecycle[kConnections]()`: open connections by protocol; the drain replaces it with its count. */
 export const kConnections = Symbol('fastify-lifecycle.connections')
 /** @internal `lifecycle[kProbeRoutes]`: extra GET routes of the probe listener (metrics), set by the health plugin when it has a port of its own. */
 export const kProbeRoutes = Symbol('fastify-lifecycle.probeRoutes')
@@ -46,8 +46,8 @@ export const kSharedListener = Symbol('fastify-lifecycle.sharedListener')
 /** @internal `lifecycle[kListenFailed]`: the server's listen() failed (EADDRINUSE, EACCES). */
 export const kListenFailed = Symbol('fastify-lifecycle.listenFailed')
 /**
- * @internal `lifecycle[kProbe](matcher)`: the health plugin says which requests of the service's
- * server are its probes; `lifecycle[kProbe]()` gives that matcher (probes are not traffic).
+ * @internal `lifecycle[kProbe](url)`: whether a request of the service's server is a probe; the
+ * health plugin replaces it when it serves probes there (probes are not traffic).
  */
 export const kProbe = Symbol('fastify-lifecycle.probe')
 /** @internal `lifecycle[kReadyCheck](name, check)`: must pass before the lifecycle enters `ready`. */

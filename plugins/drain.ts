@@ -121,7 +121,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   server.on('connection', function countAccepted () { accepted++ })
 
   lifecycle.setBudget('drain', config.timeout)
-  lifecycle[kConnections]((): Record<string, number> => http1 ? { http1: sockets.size } : { http2: sessions.size })
+  lifecycle[kConnections] = (): Record<string, number> => http1 ? { http1: sockets.size } : { http2: sessions.size }
   lifecycle[kCountInFlight](function countInFlight () {
     if (tracking || !http1) return requests.size
     // Before the shutdown, the sockets say it: Node attaches each response to its socket

@@ -198,12 +198,12 @@ const graceful: FastifyPluginAsync<GracefulOptions> = async function graceful (f
   for (const listener of own) shared.listeners.add(listener)
 
   lifecycle[kReadyCheck](function checkShutdownBudget () { checkBudget(lifecycle.budget, config.timeout) })
-  lifecycle[kDeadline](config.timeout)
+  lifecycle[kDeadline] = config.timeout
   // A shutdown asked for by a message rather than a signal runs exactly as a signal's would.
-  lifecycle[kExit](function exitGracefully (why) {
+  lifecycle[kExit] = function exitGracefully (why) {
     exitRequest = why
     handlers.close()
-  })
+  }
 
   // Listeners added after ours would run at the same signal, and one that calls close() (as
   // fastify-cli's does) would close the listener at once, skipping the pre-stop delay.

@@ -289,7 +289,7 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
   if (config.port === undefined) {
     interceptRequests(fastify.server, handleProbe)
     // Probes on the service's port are not traffic to the pre-stop window.
-    lifecycle[kProbe]((url) => secondChars.has(url.charCodeAt(1)) && matchProbe(url) !== undefined)
+    lifecycle[kProbe] = (url) => secondChars.has(url.charCodeAt(1)) && matchProbe(url) !== undefined
   } else {
     const extra = new Map<string, (request: RawRequest, response: RawResponse) => void>()
     lifecycle[kProbeRoutes] = extra
@@ -317,14 +317,14 @@ const health: FastifyPluginAsync<HealthOptions> = async function health (fastify
     const readiness = new Set(registry.namesFor('readiness'))
     return registry.latest().some((result) => readiness.has(result.name) && result.critical && !result.ok) ? 'check' : undefined
   }
-  lifecycle[kReadinessReason](currentReason)
+  lifecycle[kReadinessReason] = currentReason
 
   lifecycle[kBootFailed](function closeProbesOnBootFailure () { closeProbes() })
   // The liveness probe, for a watchdog that must stop being fed when liveness fails.
-  lifecycle[kLiveness]({
+  lifecycle[kLiveness] = {
     passes: async () => ((await evaluate('liveness', '', new Set())) as Line[]).every((line) => line.ok || !line.critical),
     eventLoopThreshold: () => config.underPressure.enabled && fastify.hasDecorator('isUnderPressure') ? config.underPressure.maxEventLoopDelay : undefined
-  })
+  }
 
   if (config.port === undefined) {
     lifecycle[kReadyCheck](function checkProbeRoutes () { checkRouteConflicts(fastify, paths) })

@@ -68,7 +68,7 @@ const pm2: FastifyPluginAsync<Pm2Options> = async function pm2 (fastify, options
   const envTimeout = Number(process.env.kill_timeout)
   const killTimeout = config.killTimeout ?? (Number.isSafeInteger(envTimeout) && envTimeout > 0 ? envTimeout : PM2_KILL_TIMEOUT)
   lifecycle[kReadyCheck](function checkKillTimeout () {
-    const deadline = lifecycle[kDeadline]()
+    const deadline = lifecycle[kDeadline]
     const parts = Object.entries(lifecycle.budget)
     const longest = deadline ?? parts.reduce((sum, [, ms]) => sum + ms, 0)
     const what = deadline !== undefined ? 'graceful.timeout' : parts.map(([name, ms]) => `${name} ${ms}ms`).join(' + ')
@@ -86,7 +86,7 @@ const pm2: FastifyPluginAsync<Pm2Options> = async function pm2 (fastify, options
     function onMessage (message: unknown): void {
       if (message !== 'shutdown') return
       log.info('pm2: shutdown message received')
-      const exit = lifecycle[kExit]()
+      const exit = lifecycle[kExit]
       // Without the graceful plugin, nothing exits the process: shut down, and leave the exit
       // to the app, as with a direct close().
       if (exit !== undefined) exit('pm2 shutdown message')

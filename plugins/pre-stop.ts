@@ -125,7 +125,7 @@ const preStop: FastifyPluginAsync<PreStopOptions> = async function preStop (fast
    * are watched only during the window: nothing is added to a request before the shutdown.
    */
   async function adaptiveWindow (started: number, quiet: number): Promise<{ endedBy: PreStopEnd, requests: number, lastRequestMs: number | undefined }> {
-    const isProbe = lifecycle[kProbe]()
+    const isProbe = lifecycle[kProbe]
     const ignored = new Set(config.ignorePaths)
     let lastTraffic = started
     let requests = 0

@@ -100,7 +100,7 @@ const systemd: FastifyPluginAsync<SystemdOptions> = async function systemd (fast
   const status = (phase: string): string => `${phase}: ${lifecycle.inFlight} request(s) in flight${lifecycle.held.length > 0 ? `, held: ${lifecycle.held.join(', ')}` : ''}`
   lifecycle.on('draining', function notifyStopping () {
     const fields: Record<string, string | number> = { STOPPING: 1, STATUS: status('shutting down, still serving') }
-    const deadline = lifecycle[kDeadline]()
+    const deadline = lifecycle[kDeadline]
     // The stop job's timeout, extended to the shutdown's own deadline (plus a second to exit).
     if (deadline !== undefined) fields.EXTEND_TIMEOUT_USEC = (deadline + 1000) * 1000
     notifier.send(fields)
@@ -122,12 +122,12 @@ const systemd: FastifyPluginAsync<SystemdOptions> = async function systemd (fast
   const watchdog = config.watchdog ? watchdogMs(env) : undefined
   if (watchdog !== undefined) {
     lifecycle[kReadyCheck](function checkWatchdog () {
-      const threshold = lifecycle[kLiveness]()?.eventLoopThreshold()
+      const threshold = lifecycle[kLiveness]?.eventLoopThreshold()
       if (threshold !== undefined && watchdog <= threshold) throw new FST_LIFECYCLE_SYSTEMD_WATCHDOG(watchdog, threshold)
     })
     // Fed only while liveness passes; a loop too blocked to run this timer feeds nothing either.
     const feed = setInterval(async function feedWatchdog () {
-      const probe = lifecycle[kLiveness]()
+      const probe = lifecycle[kLiveness]
       if (probe === undefined || await probe.passes()) notifier.send({ WATCHDOG: 1 })
     }, Math.max(1, Math.floor(watchdog / 2)))
     feed.unref()

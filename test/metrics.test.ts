@@ -296,3 +296,12 @@ test('metrics without the other pieces, before ready, and under pressure', async
   text = await registry.metrics()
   t.equal(series(text, 'fastify_lifecycle_drain_cut_total'), 0, 'nothing cut without a drain')
 })
+
+test('connections are counted by protocol: HTTP/2 sessions', async (t) => {
+  const registry = new promClient.Registry()
+  const app = Fastify({ http2: true })
+  t.teardown(() => app.close())
+  await app.register(lifecycle, { graceful: false, metrics: { prometheus: { client: promClient, registry } } })
+  await app.ready()
+  t.equal(series(await registry.metrics(), 'fastify_lifecycle_connections', 'protocol="http2"'), 0)
+})
