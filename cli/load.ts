@@ -41,6 +41,11 @@ export interface LoadOptions {
   idPrefix?: string
   /** Headers sent with every request (a token for a service that asks for one). @default {} */
   headers?: Record<string, string>
+  /**
+   * A request with no answer after this many ms fails as hung (`UND_ERR_HEADERS_TIMEOUT`,
+   * `UND_ERR_BODY_TIMEOUT`) instead of holding its client until the end. @default 30000
+   */
+  timeoutMs?: number
 }
 
 export interface Load {
@@ -67,8 +72,10 @@ export function startLoad (options: LoadOptions): Load {
     maxRequestsPerClient = 2000,
     maxDurationMs = 30_000,
     idPrefix = 'r',
-    headers = {}
+    headers = {},
+    timeoutMs = 30_000
   } = options
+  const timeouts = { headersTimeout: timeoutMs, bodyTimeout: timeoutMs }
   const outcomes: Outcome[] = []
   let stopped = false
   const endAt = performance.now() + maxDurationMs
@@ -90,7 +97,7 @@ export function startLoad (options: LoadOptions): Load {
   }
 
   async function keepAliveWorker (w: number): Promise<void> {
-    const client = new Client(origin, { keepAliveTimeout: 60_000, pipelining: 1 })
+    const client = new Client(origin, { keepAliveTimeout: 60_000, pipelining: 1, ...timeouts })
     try {
       for (let n = 0; n < maxRequestsPerClient && running(); n++) {
         await send(client, `${idPrefix}-k${w}-${n}`, path(n), false)
@@ -102,7 +109,7 @@ export function startLoad (options: LoadOptions): Load {
 
   async function freshWorker (w: number): Promise<void> {
     for (let n = 0; n < maxRequestsPerClient && running(); n++) {
-      const client = new Client(origin, { pipelining: 1 })
+      const client = new Client(origin, { pipelining: 1, ...timeouts })
       await send(client, `${idPrefix}-f${w}-${n}`, path(n), true)
       await client.destroy()
     }

@@ -162,3 +162,15 @@ export const FST_LIFECYCLE_PM2_KILL_TIMEOUT = define(
   'FST_LIFECYCLE_PM2_KILL_TIMEOUT',
   "PM2 sends SIGKILL %dms after it asks the process to stop (kill_timeout), but the shutdown may take up to %dms (%s): set kill_timeout above it in the ecosystem file, or lower the shutdown's deadlines"
 )
+
+/** A listener handoff that cannot work in this process (PID 1, no graceful plugin to exit). */
+export const FST_LIFECYCLE_RELOAD_HANDOFF = define(
+  'FST_LIFECYCLE_RELOAD_HANDOFF',
+  'reload.handoff: %s'
+)
+
+/** Cluster primary: bad options to startPrimary(), or it was started in a worker. */
+export const FST_LIFECYCLE_CLUSTER = define(
+  'FST_LIFECYCLE_CLUSTER',
+  'cluster primary: %s'
+)

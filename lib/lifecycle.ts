@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { EventEmitter } from 'node:events'
+import type { Server as NetServer } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import {
@@ -33,6 +34,8 @@ import {
   kReadyCheck,
   kRecord,
   kServing,
+  kHandedOver,
+  kProbeServer,
   kSharedListener,
   kTeardown,
   kWork
@@ -124,6 +127,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   /** @internal the health plugin's liveness, for a watchdog. */
   [kLiveness]: LivenessProbe | undefined
   /** @internal set by the systemd plugin: the listening socket outlives this process. */
+  /** @internal set by the reload piece: another process serves this listener now (a reload), so no load balancer is to be waited for. */
+  [kHandedOver]: boolean
+  /** @internal the health plugin's probe listener, when it has a port of its own (a handoff passes it on). */
+  [kProbeServer]: NetServer | undefined
   [kSharedListener] = false
   /**
    * @internal work to finish between the report and the process exit (the last notification
@@ -150,6 +157,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this[kProbe] = () => false
     this[kReadinessReason] = () => this.notReadyReason
     this[kConnections] = () => ({})
+    this[kHandedOver] = false
   }
 
   /** The current phase. */

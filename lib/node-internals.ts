@@ -227,3 +227,19 @@ export async function logsWritten (log: object, ms: number): Promise<void> {
   await Promise.race([new Promise<void>((resolve) => { destination.once('drain', resolve) }), timer.promise])
   timer.clear()
 }
+
+// ---------------------------------------------------------------------------------------------
+// 7. The file descriptor of a listening socket: `server._handle.fd`.
+//
+// A listener handoff passes the listening sockets to the new process as extra stdio entries of
+// spawn(), which takes file descriptors. net.Server has no public way to give its socket's
+// descriptor; its TCP (or Pipe) handle has `fd` on Unix (-1 on Windows, and for a cluster
+// worker's round-robin handle, which has no socket of its own). Canary: "a listening server's
+// handle has the socket's fd".
+// ---------------------------------------------------------------------------------------------
+
+/** The listening socket's file descriptor, or undefined when it has none this process can pass. */
+export function listenerFd (server: NetServer): number | undefined {
+  const fd = (server as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined
+}

@@ -58,3 +58,7 @@ export const kBootFailed = Symbol('fastify-lifecycle.bootFailed')
 export const kResolved = Symbol('fastify-lifecycle.resolved')
 /** @internal on the server object: its one lifecycle. */
 export const kLifecycle = Symbol('fastify-lifecycle.lifecycle')
+/** @internal `lifecycle[kHandedOver]`: another process serves this listener now (a reload): no load balancer to wait for. */
+export const kHandedOver = Symbol('fastify-lifecycle.handedOver')
+/** @internal `lifecycle[kProbeServer]`: the health plugin's probe listener, when it has a port of its own, for a handoff. */
+export const kProbeServer = Symbol('fastify-lifecycle.probeServer')

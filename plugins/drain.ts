@@ -219,10 +219,15 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
   /** Tells every long-lived connection to go, SSE streams found among the responses included. */
   function notifyLongLived (): void {
     noticeGiven = true
+    findEventStreams()
+    for (const connection of work.connections) notify(connection)
+  }
+
+  /** Event streams among the responses in flight: long-lived connections (told by the 'longLived' listener once the notice is given). */
+  function findEventStreams (): void {
     for (const response of requests) {
       if (!sseResponses.has(response) && isEventStream(response.req, response)) trackEventStream(response)
     }
-    for (const connection of work.connections) notify(connection)
   }
 
   function trackEventStream (response: RawResponse): void {
@@ -281,6 +286,10 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     const inFlightAtClose = requests.size
     // Streams opened during the pre-stop delay, or a notice set for now.
     notifyLongLived()
+    // A stream that starts later (its request came on a connection accepted in the last
+    // instant, or on a keep-alive one; an EventSource reconnecting at once) is told too, once
+    // its headers are out: looked for every 100 ms while the drain lasts.
+    const lateStreams = setInterval(findEventStreams, 100)
     const closed = once(server, 'close')
     // Idle keep-alive sockets: a client may be writing its next request on one right now. When
     // the service has been serving since the signal for idleGrace already, every active client
@@ -318,6 +327,7 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
     const outcome = await Promise.race([Promise.all([closed, work.idle()]), timer.promise])
     clearTimeout(abortTimer)
     clearTimeout(graceTimer)
+    clearInterval(lateStreams)
     timer.clear()
     const deadlineReached = outcome === timer.expired
     let cut = 0
@@ -327,9 +337,12 @@ const drain: FastifyPluginAsync<DrainOptions> = async function drain (fastify, o
       const longLived = [...work.connections]
       counts.cut = longLived.length
       cutPartial = http1 ? countPartialRequests() : 0
-      cut = [...requests].filter((response) => !sseResponses.has(response)).length + cutPartial
+      const unfinished = [...requests].filter((response) => !sseResponses.has(response))
+      cut = unfinished.length + cutPartial
       heldCut = lifecycle.held
-      log.warn({ cut, cutPartial, longLivedCut: counts.cut, heldCut, timeout: config.timeout }, 'drain: deadline reached, cut in-flight requests')
+      // Which requests, so that the log says what held the shutdown (the first ten).
+      const urls = unfinished.slice(0, 10).map((response) => `${response.req.method} ${response.req.url}`)
+      log.warn({ cut, cutPartial, longLivedCut: counts.cut, heldCut, urls, timeout: config.timeout }, 'drain: deadline reached, cut in-flight requests')
       lifecycle[kAbortDeadline]()
       for (const connection of longLived) connection.destroy()
       work.forgetConnections()

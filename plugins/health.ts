@@ -8,7 +8,8 @@ import type { NotReadyReason } from '../lib/channels.js'
 import { useLifecycle, type Lifecycle } from '../lib/lifecycle.js'
 import { interceptRequests, type RawRequest, type RawResponse } from '../lib/node-internals.js'
 import { alreadyResolved, bool, checkKnownKeys, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kBootFailed, kChecks, kClaim, kLiveness, kProbe, kProbeRoutes, kReadinessReason, kReadyCheck } from '../lib/symbols.js'
+import { kBootFailed, kChecks, kClaim, kHandedOver, kLiveness, kProbe, kProbeRoutes, kProbeServer, kReadinessReason, kReadyCheck } from '../lib/symbols.js'
+import { handedOffSockets } from '../lib/ipc.js'
 
 export type { CheckFunction, CheckOptions, CheckResult, ProbeKind } from '../lib/health.js'
 
@@ -397,8 +398,12 @@ async function listenForProbes (fastify: FastifyInstance, config: ResolvedHealth
       response.end()
     }
   })
-  server.listen(config.port, config.host)
+  // The probe socket a listener handoff passed in (the previous process still holds it).
+  const inherited = handedOffSockets().fds.get('probes')
+  if (inherited === undefined) server.listen(config.port, config.host)
+  else server.listen({ fd: inherited })
   await once(server, 'listening')
+  fastify.lifecycle[kProbeServer] = server
   const { port } = server.address() as { port: number }
   log.info({ port, host: config.host }, 'health: probe listener open')
   function closeProbeListener (): void {
@@ -407,6 +412,13 @@ async function listenForProbes (fastify: FastifyInstance, config: ResolvedHealth
     server.close()
   }
   fastify.lifecycle.once('closed', closeProbeListener)
+  // Handed over: the new process holds the socket too and answers new probe connections from
+  // now on; this one's not-ready answers would only take the instance out of rotation.
+  fastify.lifecycle.once('draining', function stopTakingProbes () {
+    if (!fastify.lifecycle[kHandedOver] || !server.listening) return
+    server.close()
+    server.closeIdleConnections()
+  })
   return closeProbeListener
 }
 

@@ -11,6 +11,8 @@ import teardown, { resolveTeardownOptions, type TeardownOptions } from './teardo
 import systemd, { resolveSystemdOptions, type SystemdOptions } from './systemd.js'
 import pm2, { resolvePm2Options, type Pm2Options } from './pm2.js'
 import metrics, { resolveMetricsOptions, type MetricsOptions } from './metrics.js'
+import reload, { resolveReloadOptions, type ReloadOptions } from './reload.js'
+import { FST_LIFECYCLE_INVALID_OPTION } from '../lib/errors.js'
 
 export interface FastifyLifecycleOptions {
   /** Liveness, readiness and startup probes and their checks; `false` to serve your own. */
@@ -29,9 +31,14 @@ export interface FastifyLifecycleOptions {
   pm2?: Pm2Options | false | undefined
   /** The lifecycle as Prometheus or OpenTelemetry metrics, through your client or meter; inert without one. */
   metrics?: MetricsOptions | false | undefined
+  /**
+   * Reloads without an orchestrator: the listener handoff (`handoff: true`, off by default), and
+   * the IPC a cluster primary's workers speak (inert unless the primary started the process).
+   */
+  reload?: ReloadOptions | false | undefined
 }
 
-const PIECES = keysOf<FastifyLifecycleOptions>()({ health: true, graceful: true, preStop: true, drain: true, teardown: true, systemd: true, pm2: true, metrics: true })
+const PIECES = keysOf<FastifyLifecycleOptions>()({ health: true, graceful: true, preStop: true, drain: true, teardown: true, systemd: true, pm2: true, metrics: true, reload: true })
 
 /**
  * Registers every piece of the suite from one options object; each is also usable alone.
@@ -49,7 +56,12 @@ const fastifyLifecycle: FastifyPluginAsync<FastifyLifecycleOptions> = async func
     graceful: options.graceful === false ? false : resolveGracefulOptions(options.graceful, 'graceful.'),
     systemd: options.systemd === false ? false : resolveSystemdOptions(options.systemd, 'systemd.'),
     pm2: options.pm2 === false ? false : resolvePm2Options(options.pm2, 'pm2.'),
-    metrics: options.metrics === false ? false : resolveMetricsOptions(options.metrics, 'metrics.')
+    metrics: options.metrics === false ? false : resolveMetricsOptions(options.metrics, 'metrics.'),
+    reload: options.reload === false ? false : resolveReloadOptions(options.reload, 'reload.')
+  }
+  const { reload: reloadConfig, graceful: gracefulConfig } = config
+  if (typeof reloadConfig === 'object' && reloadConfig.handoff && typeof gracefulConfig === 'object' && gracefulConfig.signals.includes(reloadConfig.signal)) {
+    throw new FST_LIFECYCLE_INVALID_OPTION('reload.signal', `a signal that graceful.signals does not list (${gracefulConfig.signals.join(', ')}): one signal cannot both reload and shut down`, reloadConfig.signal)
   }
 
   useLifecycle(fastify)[kClaim]('fastify-lifecycle', 'suites')
@@ -61,6 +73,7 @@ const fastifyLifecycle: FastifyPluginAsync<FastifyLifecycleOptions> = async func
   if (config.systemd !== false) await fastify.register(systemd, config.systemd as SystemdOptions)
   if (config.pm2 !== false) await fastify.register(pm2, config.pm2 as Pm2Options)
   if (config.metrics !== false) await fastify.register(metrics, config.metrics as MetricsOptions)
+  if (config.reload !== false) await fastify.register(reload, config.reload as ReloadOptions)
 }
 
 export default fp(fastifyLifecycle, { name: 'fastify-lifecycle', fastify: '5.x' })
@@ -73,6 +86,7 @@ export { default as teardown } from './teardown.js'
 export { default as systemd, systemdListen } from './systemd.js'
 export { default as pm2 } from './pm2.js'
 export { default as metrics } from './metrics.js'
+export { default as reload, handoffListen } from './reload.js'
 export { channels } from '../lib/channels.js'
 export { Lifecycle, useLifecycle } from '../lib/lifecycle.js'
 export type {
@@ -100,6 +114,7 @@ export type { PreStopOptions } from './pre-stop.js'
 export type { TeardownOptions } from './teardown.js'
 export type { SystemdOptions, SystemdListenOptions, NotifyTransport } from './systemd.js'
 export type { Pm2Options } from './pm2.js'
+export type { ReloadOptions, HandoffSignal, HandoffListenOptions } from './reload.js'
 export type { MetricsOptions, PromClientLike, PromRegistryLike, MeterLike } from './metrics.js'
 export type { NotReadyReason, PhaseMessage, ReadinessMessage, CheckMessage, ReportMessage } from '../lib/channels.js'
 export type { CheckFunction, CheckOptions, CheckResult, ProbeKind } from '../lib/health.js'

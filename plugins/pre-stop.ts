@@ -5,7 +5,7 @@ import { FST_LIFECYCLE_INVALID_OPTION } from '../lib/errors.js'
 import { useLifecycle } from '../lib/lifecycle.js'
 import { alreadyResolved, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
 import type { PreStopEnd } from '../lib/report.js'
-import { kClaim, kListenFailed, kProbe, kRecord } from '../lib/symbols.js'
+import { kClaim, kHandedOver, kListenFailed, kProbe, kRecord } from '../lib/symbols.js'
 import { roundMs, wait } from '../lib/timers.js'
 
 export interface PreStopOptions {
@@ -96,9 +96,13 @@ const preStop: FastifyPluginAsync<PreStopOptions> = async function preStop (fast
     // A listen() that failed after ready: the instance never served, so no load balancer has
     // anything to stop sending.
     const listenFailed = lifecycle[kListenFailed]
-    if (!lifecycle.everReady || listenFailed) {
-      // No load balancer was ever told to send traffic here: nothing to wait for.
-      log.info({ delay: config.delay }, listenFailed ? 'pre-stop: the service failed to listen, skipping the delay' : 'pre-stop: instance was never ready, skipping the delay')
+    const handedOver = lifecycle[kHandedOver]
+    if (!lifecycle.everReady || listenFailed || handedOver) {
+      // No load balancer was ever told to send traffic here, or the process that took over
+      // the listener serves what they send: nothing to wait for.
+      log.info({ delay: config.delay }, handedOver
+        ? 'pre-stop: the listener is handed over to the new process, skipping the delay'
+        : listenFailed ? 'pre-stop: the service failed to listen, skipping the delay' : 'pre-stop: instance was never ready, skipping the delay')
       lifecycle[kRecord]('preStop', { mode, delay: config.delay, waitedMs: 0, skipped: true })
       return
     }

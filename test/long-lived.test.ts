@@ -146,3 +146,51 @@ test('an SSE client that stops reading is cut at the deadline: even the final ev
   t.equal(report.stages.drain!.cut, 0, 'counted once, as a long-lived connection, not also as a request')
   t.same(report.forced, ['drain: 1 long-lived connection(s) cut at the 200ms deadline'])
 })
+
+test('an SSE stream that starts during the drain (an EventSource reconnecting at once) gets the final event too, not the deadline', async (t) => {
+  const app = Fastify()
+  await app.register(lifecycle, { graceful: false, preStop: { delay: 0 }, drain: { timeout: 3000, sseRetry: 250 } })
+  let release!: () => void
+  const held = new Promise<void>((resolve) => { release = resolve })
+  app.get('/held', async () => { await held; return 'done' })
+  app.get('/', async () => 'ok')
+  app.get('/sse', (_request, reply) => {
+    reply.hijack()
+    reply.raw.writeHead(200, { 'content-type': 'text/event-stream' })
+    const timer = setInterval(() => reply.raw.write('data: tick\n\n'), 20)
+    reply.raw.once('close', () => clearInterval(timer))
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as AddressInfo
+  const { connect: tcp } = await import('node:net')
+  // A request in flight keeps the drain open; a keep-alive socket will ask for a stream during it.
+  const holder = tcp(port, '127.0.0.1')
+  t.teardown(() => holder.destroy())
+  holder.write('GET /held HTTP/1.1\r\nhost: localhost\r\n\r\n')
+  const socket = tcp(port, '127.0.0.1')
+  t.teardown(() => socket.destroy())
+  let received = ''
+  socket.setEncoding('utf8')
+  socket.on('data', (chunk: string) => { received += chunk })
+  socket.write('GET / HTTP/1.1\r\nhost: localhost\r\n\r\n')
+  await until(() => received.includes('ok'))
+  const closing = once(app.lifecycle, 'closing')
+  const report = app.lifecycle.shutdown()
+  await closing
+  socket.write('GET /sse HTTP/1.1\r\nhost: localhost\r\naccept: text/event-stream\r\n\r\n')
+  await until(() => received.includes('event: shutdown'))
+  t.match(received, /retry: 250/, 'the stream ended with the retry hint')
+  release()
+  const { stages, forced } = await report
+  t.same(stages.drain!.longLived, { notified: 1, closed: 1, cut: 0 })
+  t.same(forced, [], 'nothing cut at the deadline')
+})
+
+/** Resolves once `test` holds, checked on each turn of the event loop for at most 5 s. */
+async function until (test: () => boolean): Promise<void> {
+  const endAt = performance.now() + 5000
+  while (!test()) {
+    if (performance.now() > endAt) throw new Error('condition not met within 5 s')
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { test, type Test } from 'tap'
 import Fastify from 'fastify'
 import { pino } from 'pino'
-import { closeAcceptQueue, closeIdleSockets, interceptRequests, isEventStream, logDestination, logsWritten, observeRequests, responseOn } from '../lib/node-internals.js'
+import { closeAcceptQueue, closeIdleSockets, interceptRequests, isEventStream, listenerFd, logDestination, logsWritten, observeRequests, responseOn } from '../lib/node-internals.js'
 
 const SIZE = 8 * 1024 * 1024
 
@@ -82,6 +82,17 @@ test('canary (workaround 2b): listen(0) on a listening handle leaves it listenin
   // A server with no handle of its own (not listening, a cluster worker's stand-in) is left alone.
   closeAcceptQueue(createServer())
   closeAcceptQueue({ _handle: {} } as unknown as Server)
+})
+
+test('canary (workaround 7): a listening server\'s handle has the socket\'s fd', async (t) => {
+  const server = createServer((_req, res) => { res.end('ok') })
+  t.equal(listenerFd(server), undefined, 'none before listening')
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => server.close())
+  const fd = listenerFd(server)
+  t.ok(typeof fd === 'number' && fd > 2, `the socket's descriptor (${fd})`)
+  t.equal(listenerFd({ _handle: { fd: -1 } } as unknown as Server), undefined, 'no descriptor (Windows, a round-robin worker)')
 })
 
 test('canary (workaround 1): socket._httpMessage is the response in flight, and null once written out', async (t) => {

@@ -1,0 +1,152 @@
+// The listener handoff (reload.handoff), on real processes with real signals under keep-alive,
+// fresh-connection and event-stream load: SIGUSR2 starts a new copy of the process with the
+// listening sockets, which serves while the old one drains and exits. Three reloads in a row
+// in one test (the races at a handoff show in about half the runs), rollbacks when the new
+// version crashes or never becomes ready, and a control showing that the same harness catches
+// what a plain stop-then-start restart loses.
+import { writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'tap'
+import { startFixture, type LogLine } from '../helpers/fixture.js'
+import { freePort } from '../helpers/services.js'
+import { alive, answered, killIfAlive, reloadLoad, startStream, summarize, until, whoami } from '../helpers/reload.js'
+
+const READY = 'reload: the new process is ready; this one drains and exits'
+const ENDED = 'reload: the previous process ended'
+const EXITING = 'graceful: shutdown complete, exiting'
+
+function modeFile (t: Parameters<Parameters<typeof test>[1]>[0], mode: string): string {
+  const file = join(tmpdir(), `fastify-lifecycle-boot-mode-${process.pid}-${Math.random().toString(36).slice(2)}`)
+  writeFileSync(file, mode)
+  t.teardown(() => { writeFileSync(file, '') })
+  return file
+}
+
+test('three handoffs in a row under load: nothing refused, reset, hung or failed; each old process drains and exits 0', async (t) => {
+  const port = await freePort()
+  const probePort = await freePort()
+  const pids: number[] = []
+  t.teardown(() => { for (const pid of pids) killIfAlive(pid) })
+  // A pre-stop delay the handoff must skip (the new process serves the socket), and probes on
+  // a port of their own, which the new process must take over too.
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(port), PRE_STOP_DELAY_MS: '3000', METRICS: '1', PROBE_PORT: String(probePort) })
+  pids.push(service.child.pid as number)
+  const origin = service.address
+  const load = reloadLoad(origin, 'handoff')
+  const stream = startStream(origin, 60_000)
+
+  for (let round = 0; round < 3; round++) {
+    const old = pids[round] as number
+    const before = answered(load)
+    await until('traffic before the reload', () => answered(load) >= before + 150 && stream.events > 0)
+    process.kill(old, 'SIGUSR2')
+    const ready = await service.waitForLog((line) => line.msg === READY && line.pid === old)
+    const next = ready.newPid as number
+    pids.push(next)
+    // The old process skips its pre-stop delay, drains, and exits 0; the new one logs its report.
+    const ended = await service.waitForLog((line) => line.msg === ENDED && line.pid === next)
+    t.equal(ended.predecessor, old, `round ${round + 1}: the new process (${next}) logs how ${old} ended`)
+    t.same({ exitCode: ended.exitCode, forced: ended.forced }, { exitCode: 0, forced: [] }, `round ${round + 1}: the old process ended clean`)
+    const exiting = await service.waitForLog((line) => line.msg === EXITING && line.pid === old)
+    t.equal(exiting.exitCode, 0)
+    t.ok(service.logs((line) => line.pid === old && line.msg === 'pre-stop: the listener is handed over to the new process, skipping the delay').length === 1, 'the pre-stop delay was skipped')
+    await until(`process ${old} gone`, () => !alive(old))
+    const after = answered(load)
+    await until('traffic after the reload', () => answered(load) >= after + 150)
+    t.equal(await whoami(origin), next, `round ${round + 1}: the new process answers`)
+    const probe = await fetch(`http://127.0.0.1:${probePort}/readyz`)
+    t.equal(probe.status, 200, `round ${round + 1}: the probe port is the new process's, and ready`)
+  }
+  t.equal(await service.exitCode, 0, 'the first process exited 0')
+
+  load.stop()
+  const outcomes = await load.done
+  await stream.stop()
+  const summary = summarize(outcomes)
+  t.same({ failed: summary.failed, non2xx: summary.non2xx, errors: summary.errors }, { failed: 0, non2xx: 0, errors: {} }, `every one of ${summary.sent} requests answered 2xx through 3 reloads`)
+  t.same(stream.errors, [], `event streams ended cleanly at each reload (${stream.ended} ended, ${stream.events} events) and reconnected`)
+  t.ok(stream.pids.length >= 3, `events came from ${stream.pids.length} processes in turn`)
+  for (const pid of pids.slice(0, 3)) t.notOk(alive(pid), `old process ${pid} is gone`)
+})
+
+test('rollback: a new version that crashes on boot is reported, the old process keeps serving, and the next reload works', async (t) => {
+  const port = await freePort()
+  const mode = modeFile(t, '')
+  let successor: number | undefined
+  t.teardown(() => { killIfAlive(successor) })
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(port), BOOT_MODE_FILE: mode }, { stderr: 'pipe' })
+  // The version on disk now crashes on boot; the running one read the file when it started.
+  writeFileSync(mode, 'crash')
+  const old = service.child.pid as number
+  const load = reloadLoad(service.address, 'crash')
+  await until('traffic', () => answered(load) >= 100)
+  service.kill('SIGUSR2')
+  const rolledBack = await service.waitForLog((line: LogLine) => typeof line.msg === 'string' && line.msg.startsWith('reload: rolled back'))
+  t.match(rolledBack.reason, /^exited \(code 1\) before it was ready$/, 'the reason: the new process exited on boot')
+  t.equal(rolledBack.level, 50, 'logged as an error')
+  const before = answered(load)
+  await until('traffic after the rollback', () => answered(load) >= before + 100)
+  t.equal(await whoami(service.address), old, 'the old process still serves')
+
+  // The reload can be tried again once the version is fixed.
+  writeFileSync(mode, '')
+  service.kill('SIGUSR2')
+  const ready = await service.waitForLog((line) => line.msg === READY)
+  successor = ready.newPid as number
+  t.equal(await service.exitCode, 0, 'the old process handed over and exited 0')
+  load.stop()
+  const summary = summarize(await load.done)
+  t.same({ failed: summary.failed, non2xx: summary.non2xx }, { failed: 0, non2xx: 0 }, `${summary.sent} requests, none lost through the failed and the good reload`)
+  t.equal(await whoami(service.address), successor)
+})
+
+test('rollback: a new version that never becomes ready is stopped after readyTimeout; a second signal meanwhile is ignored', async (t) => {
+  const port = await freePort()
+  const mode = modeFile(t, '')
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(port), BOOT_MODE_FILE: mode, READY_TIMEOUT_MS: '1500' })
+  writeFileSync(mode, 'hang')
+  const old = service.child.pid as number
+  const load = reloadLoad(service.address, 'hang')
+  await until('traffic', () => answered(load) >= 100)
+  service.kill('SIGUSR2')
+  const started = await service.waitForLog('reload: new process started, waiting for it to be ready')
+  const hung = started.newPid as number
+  t.teardown(() => { killIfAlive(hung) })
+  service.kill('SIGUSR2')
+  const ignored = await service.waitForLog((line) => line.msg === 'reload: SIGUSR2 ignored: a handoff is already starting')
+  t.equal(ignored.level, 40)
+  const rolledBack = await service.waitForLog((line: LogLine) => typeof line.msg === 'string' && line.msg.startsWith('reload: rolled back'))
+  t.equal(rolledBack.reason, 'was not ready within readyTimeout (1500ms)')
+  // The never-ready process was stopped gracefully (it served what it accepted meanwhile).
+  const stopped = await service.waitForLog((line) => line.msg === EXITING && line.pid === hung)
+  t.equal(stopped.exitCode, 0, 'the new process shut down clean')
+  await until(`process ${hung} gone`, () => !alive(hung))
+  const before = answered(load)
+  await until('traffic after the rollback', () => answered(load) >= before + 100)
+  load.stop()
+  const summary = summarize(await load.done)
+  t.same({ failed: summary.failed, non2xx: summary.non2xx }, { failed: 0, non2xx: 0 }, `${summary.sent} requests, none lost`)
+  t.equal(await whoami(service.address), old, 'the old process still serves')
+  service.kill('SIGTERM')
+  t.equal(await service.exitCode, 0)
+})
+
+test('control: the same harness sees what a stop-then-start restart on the same port loses', async (t) => {
+  const port = await freePort()
+  const first = await startFixture(t, 'service.js', { PORT: String(port) })
+  const load = reloadLoad(first.address, 'control')
+  await until('traffic', () => answered(load) >= 100)
+  first.kill('SIGTERM')
+  t.equal(await first.exitCode, 0)
+  const failedBefore = summarize(load.outcomes).failed
+  await until('refused connections while nothing listens', () => summarize(load.outcomes).failed > failedBefore)
+  const second = await startFixture(t, 'service.js', { PORT: String(port) })
+  const before = answered(load)
+  await until('traffic to the new process', () => answered(load) >= before + 100)
+  load.stop()
+  const summary = summarize(await load.done)
+  t.ok(summary.failed > 0, `a plain restart: ${summary.failed} of ${summary.sent} requests failed (${JSON.stringify(summary.errors)})`)
+  second.kill('SIGTERM')
+  await second.exitCode
+})
