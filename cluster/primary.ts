@@ -126,12 +126,11 @@ function resolvePrimaryOptions (input: unknown): Resolved {
 const LEVELS = { info: 30, warn: 40, error: 50 } as const
 
 function line (level: keyof typeof LEVELS, object: object, msg: string): void {
-  const text = JSON.stringify({ level: LEVELS[level], time: Date.now(), pid: process.pid, name: 'primary', ...object, msg }, (_key, value: unknown) =>
-    value instanceof Error ? { type: value.name, message: value.message, stack: value.stack } : value) + '\n'
-  ;(level === 'info' ? process.stdout : process.stderr).write(text)
+  const text = JSON.stringify({ level: LEVELS[level], time: Date.now(), pid: process.pid, name: 'primary', ...object, msg }) + '\n'
+  process.stdout.write(text)
 }
 
-/** The default logger: JSON lines as pino writes them, errors and warnings on stderr. */
+/** The default logger: JSON lines on stdout, as pino writes them (one stream for every level). */
 const jsonLogger: PrimaryLogger = {
   info: (object, msg) => { line('info', object, msg) },
   warn: (object, msg) => { line('warn', object, msg) },
@@ -162,8 +161,6 @@ class Tracked {
         if (message?.[KEY] === 'ready') {
           this.readyMs = roundMs(performance.now() - this.forkedAt)
           resolve({ ready: true })
-        } else if (message?.[KEY] === 'failed') {
-          resolve({ ready: false, reason: `failed to start: ${message.reason}` })
         } else if (message?.[KEY] === 'report') {
           onReport(this.pid, message.report)
         }
@@ -171,10 +168,6 @@ class Tracked {
       this.exited.then(({ code, signal }) => { resolve({ ready: false, reason: `exited (${signal ?? `code ${code}`}) before it was ready` }) })
       timer.promise.then(() => { resolve({ ready: false, reason: `was not ready within readyTimeout (${readyTimeout}ms)` }) })
     }).finally(() => { timer.clear() })
-  }
-
-  get gone (): boolean {
-    return this.worker.process.exitCode !== null || this.worker.process.signalCode !== null
   }
 }
 
@@ -244,11 +237,10 @@ export async function startPrimary (options: PrimaryOptions = {}): Promise<Prima
   /** Asks a worker to shut down (over IPC, as a signal would), SIGKILL after stopTimeout. */
   async function stop (tracked: Tracked, reason: string, handover: boolean): Promise<{ code: number | null, signal: NodeJS.Signals | null }> {
     tracked.stopping = true
-    if (!tracked.gone && tracked.worker.isConnected()) {
+    // Not connected: it exited, or it is leaving already (the disconnect before its exit).
+    if (tracked.worker.isConnected()) {
       const message: ShutdownMessage = { [KEY]: 'shutdown', reason, handover }
       tracked.worker.send(message)
-    } else if (!tracked.gone) {
-      tracked.worker.process.kill('SIGTERM')
     }
     const timer = deadline(config.stopTimeout)
     const exit = await Promise.race([tracked.exited, timer.promise.then(() => undefined)])
@@ -264,43 +256,46 @@ export async function startPrimary (options: PrimaryOptions = {}): Promise<Prima
     const steps: ReloadStep[] = []
     const old = [...live].filter((tracked) => !tracked.stopping)
     log.info({ workers: old.map((tracked) => tracked.pid) }, 'primary: reload started, replacing workers one at a time')
+    const interrupted = (): ReloadReport => ({ outcome: 'rolled back', reason: 'the primary is shutting down', durationMs: roundMs(performance.now() - began), steps })
     for (const previous of old) {
-      if (stopping !== undefined) return { outcome: 'rolled back', reason: 'the primary is shutting down', durationMs: roundMs(performance.now() - began), steps }
+      // The shutdown stops every worker there is: no new one is started past it.
+      if (stopping !== undefined) return interrupted()
       const next = fork()
       const outcome = await next.ready
+      if (stopping !== undefined) return interrupted()
       if (!outcome.ready) {
         const exit = await stop(next, 'reload rolled back', false)
         steps.push({ oldPid: undefined, newPid: next.pid, readyMs: undefined, drainMs: undefined, exitCode: exit.code, signal: exit.signal })
         return { outcome: 'rolled back', reason: `new worker ${next.pid} ${outcome.reason}`, durationMs: roundMs(performance.now() - began), steps }
       }
       const drainStart = performance.now()
-      const exit = previous.gone ? await previous.exited : await stop(previous, 'reload', true)
+      const exit = await stop(previous, 'reload', true)
       steps.push({ oldPid: previous.pid, newPid: next.pid, readyMs: next.readyMs, drainMs: roundMs(performance.now() - drainStart), exitCode: exit.code, signal: exit.signal })
     }
     return { outcome: 'replaced', reason: undefined, durationMs: roundMs(performance.now() - began), steps }
   }
 
-  async function reload (): Promise<ReloadReport> {
+  function reload (): Promise<ReloadReport> {
     if (stopping !== undefined || reloading !== undefined) {
       const reason = stopping !== undefined ? 'the primary is shutting down' : 'a reload is already under way'
       log.warn({ reason }, 'primary: reload skipped')
-      return { outcome: 'skipped', reason, durationMs: 0, steps: [] }
+      return Promise.resolve({ outcome: 'skipped', reason, durationMs: 0, steps: [] })
     }
-    reloading = replaceAll()
-    try {
-      const report = await reloading
+    reloading = replaceAll().then((report) => {
       if (report.outcome === 'replaced') log.info({ ...report }, 'primary: reload complete, every worker replaced')
       else log.error({ ...report }, `primary: reload rolled back, the old workers keep serving: ${report.reason}`)
-      return report
-    } finally {
       reloading = undefined
-    }
+      return report
+    })
+    return reloading
   }
 
   function shutdown (reason = 'shutdown'): Promise<never> {
     stopping ??= (async () => {
       log.info({ reason, workers: [...live].map((tracked) => tracked.pid) }, 'primary: shutting every worker down')
       const exits = await Promise.all([...live].map((tracked) => stop(tracked, reason, false).then((exit) => ({ pid: tracked.pid, ...exit }))))
+      // A reload under way ends with the workers: its report comes before the exit.
+      await reloading
       const failed = exits.filter((exit) => exit.code !== 0)
       const exitCode = failed.length === 0 ? 0 : 1
       log[exitCode === 0 ? 'info' : 'warn']({ exitCode, workers: exits }, 'primary: every worker stopped, exiting')
@@ -321,7 +316,7 @@ export async function startPrimary (options: PrimaryOptions = {}): Promise<Prima
       process.exit(1)
     })
   }
-  if (config.reloadSignal !== false) process.on(config.reloadSignal, function onReloadSignal () { reload().catch((err: unknown) => { log.error({ err }, 'primary: the reload failed') }) })
+  if (config.reloadSignal !== false) process.on(config.reloadSignal, function onReloadSignal () { reload() })
 
   log.info({ workers: config.workers, reloadSignal: config.reloadSignal }, 'primary: starting workers')
   const first = Array.from({ length: config.workers }, fork)

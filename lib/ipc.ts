@@ -18,8 +18,6 @@ export type IpcRole = 'cluster' | 'handoff'
 
 /** From the child: its lifecycle is `ready` and its server listens. */
 export interface ReadyMessage { [KEY]: 'ready', pid: number }
-/** From the child: its boot failed, and why (before it exits). */
-export interface FailedMessage { [KEY]: 'failed', pid: number, reason: string }
 /** From the child: its shutdown report, the moment before it exits. */
 export interface ReportMessage { [KEY]: 'report', pid: number, report: ShutdownReport }
 /**
@@ -31,7 +29,7 @@ export interface ShutdownMessage { [KEY]: 'shutdown', reason: string, handover: 
 /** From the old process of a handoff to its successor: how it ended. */
 export interface PredecessorMessage { [KEY]: 'predecessor', pid: number, report: ShutdownReport }
 
-export type ChildMessage = ReadyMessage | FailedMessage | ReportMessage
+export type ChildMessage = ReadyMessage | ReportMessage
 export type ParentMessage = ShutdownMessage | PredecessorMessage
 
 /** The protocol's message, or undefined for anything else on the channel. */
@@ -41,22 +39,19 @@ export function protocolMessage<M extends ChildMessage | ParentMessage> (message
 }
 
 /** The role the parent gave this process, if it is one of ours with an IPC channel. */
-export function ipcRole (env: NodeJS.ProcessEnv = process.env): IpcRole | undefined {
+export function ipcRole (env: NodeJS.ProcessEnv = process.env, send: unknown = process.send): IpcRole | undefined {
   const role = env[IPC_ENV]
-  if (typeof process.send !== 'function') return undefined
+  if (typeof send !== 'function') return undefined
   return role === 'cluster' || role === 'handoff' ? role : undefined
 }
 
-/** Sends a message and resolves once it was handed to the channel (or the channel is gone). */
+/**
+ * Sends a message and resolves once it was handed to the channel, or at once when the channel
+ * is closed (the other side exited: nobody is left to tell; Node then passes the error to the
+ * callback rather than throwing).
+ */
 export function sendMessage (send: NonNullable<typeof process.send>, message: ChildMessage | ParentMessage): Promise<void> {
-  return new Promise((resolve) => {
-    try {
-      send(message, undefined, {}, () => { resolve() })
-    } catch {
-      // The channel closed under us (the parent exited): nobody is left to tell.
-      resolve()
-    }
-  })
+  return new Promise((resolve) => { send(message, undefined, {}, () => { resolve() }) })
 }
 
 /** The sockets a handoff passed to this process, by name, and whether they outlive it anyway. */

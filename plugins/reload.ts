@@ -120,10 +120,11 @@ const reload: FastifyPluginAsync<ReloadOptions> = async function reload (fastify
       log.info({ role }, 'reload: ready, telling the ' + (role === 'cluster' ? 'primary' : 'previous process'))
       sendMessage(send, { [KEY]: 'ready', pid: process.pid })
     })
+    // The graceful plugin runs this after the shutdown, so the report is there.
     let report: ShutdownReport | undefined
     lifecycle.once('closed', (closed) => { report = closed })
-    lifecycle[kBeforeExit].push(async function sendReport () {
-      if (report !== undefined && process.connected) await sendMessage(send, { [KEY]: 'report', pid: process.pid, report })
+    lifecycle[kBeforeExit].push(function sendReport () {
+      return sendMessage(send, { [KEY]: 'report', pid: process.pid, report: report as ShutdownReport })
     })
     let asked = false
     function onMessage (raw: unknown): void {
@@ -199,12 +200,11 @@ const reload: FastifyPluginAsync<ReloadOptions> = async function reload (fastify
     // Its queue and backlog are the successor's now; no load balancer has to stop sending.
     lifecycle[kHandedOver] = true
     lifecycle[kSharedListener] = true
+    // The channel closes with this process's exit, right after.
     let report: ShutdownReport | undefined
     lifecycle.once('closed', (closed) => { report = closed })
-    lifecycle[kBeforeExit].push(async function tellSuccessor () {
-      if (report !== undefined && child.connected) await sendMessage(child.send.bind(child), { [KEY]: 'predecessor', pid: process.pid, report })
-      if (child.connected) child.disconnect()
-      child.unref()
+    lifecycle[kBeforeExit].push(function tellSuccessor () {
+      return sendMessage(child.send.bind(child), { [KEY]: 'predecessor', pid: process.pid, report: report as ShutdownReport })
     })
     ;(lifecycle[kExit] as (why: string) => void)(`reload: handed over to process ${child.pid}`)
   }
@@ -219,7 +219,6 @@ async function whenReady (child: ChildProcess, timeout: number): Promise<Outcome
       onMessage = (raw) => {
         const message = protocolMessage<ChildMessage>(raw)
         if (message?.[KEY] === 'ready') resolve({ ready: true })
-        else if (message?.[KEY] === 'failed') resolve({ ready: false, reason: `failed to start: ${message.reason}` })
       }
       child.on('message', onMessage)
     })

@@ -25,10 +25,9 @@ export interface StreamClient {
 export function startStream (origin: string, maxMs: number): StreamClient {
   const client: StreamClient = { ended: 0, errors: [], events: 0, pids: [], stop: async () => { await done } }
   const controller = new AbortController()
-  let stopped = false
   const endAt = performance.now() + maxMs
   async function run (): Promise<void> {
-    while (!stopped && performance.now() < endAt) {
+    while (!controller.signal.aborted && performance.now() < endAt) {
       try {
         const res = await request(`${origin}/sse`, { signal: controller.signal, headers: { accept: 'text/event-stream' }, bodyTimeout: 10_000, headersTimeout: 10_000 })
         for await (const chunk of res.body) {
@@ -40,14 +39,13 @@ export function startStream (origin: string, maxMs: number): StreamClient {
         }
         client.ended++
       } catch (err) {
-        if (stopped) return
+        if (controller.signal.aborted) return
         client.errors.push(String((err as { code?: string }).code ?? (err as Error).message))
       }
     }
   }
   const done = run()
   client.stop = async () => {
-    stopped = true
     controller.abort()
     await done
   }

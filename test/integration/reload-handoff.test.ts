@@ -73,8 +73,8 @@ test('three handoffs in a row under load: nothing refused, reset, hung or failed
 test('rollback: a new version that crashes on boot is reported, the old process keeps serving, and the next reload works', async (t) => {
   const port = await freePort()
   const mode = modeFile(t, '')
-  let successor: number | undefined
-  t.teardown(() => { killIfAlive(successor) })
+  const started: number[] = []
+  t.teardown(() => { for (const pid of started) killIfAlive(pid) })
   const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(port), BOOT_MODE_FILE: mode }, { stderr: 'pipe' })
   // The version on disk now crashes on boot; the running one read the file when it started.
   writeFileSync(mode, 'crash')
@@ -93,7 +93,8 @@ test('rollback: a new version that crashes on boot is reported, the old process 
   writeFileSync(mode, '')
   service.kill('SIGUSR2')
   const ready = await service.waitForLog((line) => line.msg === READY)
-  successor = ready.newPid as number
+  const successor = ready.newPid as number
+  started.push(successor)
   t.equal(await service.exitCode, 0, 'the old process handed over and exited 0')
   load.stop()
   const summary = summarize(await load.done)
