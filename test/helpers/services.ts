@@ -142,8 +142,8 @@ type HelperLine = Record<string, unknown>
  * Runs one of test/helpers' Python scripts, following its JSON lines; stopped by pid when the
  * test ends. Fails loudly when python3 is missing.
  */
-export function startPythonHelper (t: Test, script: string, args: string[], opts: { stdin?: boolean } = {}): { lines: HelperLine[], waitFor: (test: (line: HelperLine) => boolean) => Promise<HelperLine>, write: (text: string) => void, pid: number } {
-  const child = spawn('python3', [fileURLToPath(new URL(script, import.meta.url)), ...args], { stdio: [opts.stdin === true ? 'pipe' : 'ignore', 'pipe', 'inherit'] })
+export function startPythonHelper (t: Test, script: string, args: string[], opts: { stdin?: boolean, env?: Record<string, string> } = {}): { lines: HelperLine[], waitFor: (test: (line: HelperLine) => boolean) => Promise<HelperLine>, write: (text: string) => void, pid: number } {
+  const child = spawn('python3', [fileURLToPath(new URL(script, import.meta.url)), ...args], { stdio: [opts.stdin === true ? 'pipe' : 'ignore', 'pipe', 'inherit'], env: { ...process.env, ...opts.env } })
   child.on('error', (err) => { throw new Error(`python3 is needed for ${script} (${err.message}); install it (Debian: apt-get install -y python3)`) })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
   const lines: HelperLine[] = []

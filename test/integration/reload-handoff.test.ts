@@ -4,12 +4,15 @@
 // in one test (the races at a handoff show in about half the runs), rollbacks when the new
 // version crashes or never becomes ready, and a control showing that the same harness catches
 // what a plain stop-then-start restart loses.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { test } from 'tap'
 import { startFixture, type LogLine } from '../helpers/fixture.js'
-import { freePort } from '../helpers/services.js'
+import { freePort, startPythonHelper } from '../helpers/services.js'
 import { alive, answered, killIfAlive, reloadLoad, startStream, summarize, until, whoami } from '../helpers/reload.js'
 
 const READY = 'reload: the new process is ready; this one drains and exits'
@@ -150,4 +153,89 @@ test('control: the same harness sees what a stop-then-start restart on the same 
   t.ok(summary.failed > 0, `a plain restart: ${summary.failed} of ${summary.sent} requests failed (${JSON.stringify(summary.errors)})`)
   second.kill('SIGTERM')
   await second.exitCode
+})
+
+test('the successor logs an unclean predecessor as a warning: the old process cut a request at its drain deadline', async (t) => {
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), DRAIN_TIMEOUT_MS: '500' })
+  const started: number[] = []
+  t.teardown(() => { for (const pid of started) killIfAlive(pid) })
+  const slow = fetch(`${service.address}/slow?ms=5000`).then((res) => res.status, () => 'cut')
+  await service.waitForLog('slow route entered')
+  service.kill('SIGUSR2')
+  const ready = await service.waitForLog(READY)
+  started.push(ready.newPid as number)
+  const ended = await service.waitForLog(ENDED)
+  t.equal(ended.level, 40)
+  t.equal(ended.exitCode, 1)
+  t.same(ended.forced, ['drain: 1 request(s) cut at the 500ms deadline'])
+  t.equal(await service.exitCode, 1)
+  t.equal(await slow, 'cut')
+  // The successor, alone now, shuts down on SIGTERM as any instance: its report goes nowhere.
+  process.kill(ready.newPid as number, 'SIGTERM')
+  const exiting = await service.waitForLog((line) => line.msg === EXITING && line.pid === ready.newPid)
+  t.equal(exiting.exitCode, 0)
+})
+
+test('a reload signal during a shutdown is ignored', async (t) => {
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), PRE_STOP_DELAY_MS: '2000' })
+  service.kill('SIGTERM')
+  await service.waitForLog('pre-stop: still serving while load balancers stop routing here')
+  service.kill('SIGUSR2')
+  const ignored = await service.waitForLog((line: LogLine) => typeof line.msg === 'string' && line.msg.startsWith('reload: SIGUSR2 ignored'))
+  t.equal(ignored.msg, 'reload: SIGUSR2 ignored: the lifecycle is draining')
+  t.equal(await service.exitCode, 0)
+})
+
+test('rollback: a never-ready new process that does not exit after SIGTERM is killed after stopTimeout', async (t) => {
+  const mode = modeFile(t, '')
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), BOOT_MODE_FILE: mode, READY_TIMEOUT_MS: '1000', STOP_TIMEOUT_MS: '1000', HANG_ON_CLOSE: '1' })
+  writeFileSync(mode, 'hang')
+  service.kill('SIGUSR2')
+  const started = await service.waitForLog('reload: new process started, waiting for it to be ready')
+  const hung = started.newPid as number
+  t.teardown(() => { killIfAlive(hung) })
+  const killed = await service.waitForLog('reload: the failed new process did not exit after SIGTERM, killing it')
+  t.equal(killed.newPid, hung)
+  await until(`process ${hung} gone`, () => !alive(hung))
+  t.equal((await fetch(`${service.address}/`)).status, 200, 'the old process serves')
+})
+
+test('a handoff under socket activation: the inherited socket is passed on, nothing refused', async (t) => {
+  const port = await freePort()
+  const holder = startPythonHelper(t, 'socket-holder.py', [String(port), process.execPath, ...process.execArgv.filter((arg) => !arg.includes('@tapjs/typescript')), fileURLToPath(new URL('../fixtures/service.js', import.meta.url))], { stdin: true, env: { RELOAD: 'handoff' } })
+  await holder.waitFor((line) => line.holding === port)
+  holder.write('start\n')
+  const first = (await holder.waitFor((line) => line.started !== undefined)).started as number
+  const pids = [first]
+  t.teardown(() => { for (const pid of pids) killIfAlive(pid) })
+  await holder.waitFor((line) => line.pid === first && String(line.msg).startsWith('Server listening'))
+  const origin = `http://127.0.0.1:${port}`
+  const load = reloadLoad(origin, 'activated')
+  await until('traffic', () => answered(load) >= 100)
+  process.kill(first, 'SIGUSR2')
+  const ready = await holder.waitFor((line) => line.msg === READY && line.pid === first)
+  pids.push(ready.newPid as number)
+  await holder.waitFor((line) => line.msg === ENDED && line.pid === ready.newPid)
+  const before = answered(load)
+  await until('traffic after the reload', () => answered(load) >= before + 100)
+  t.equal(await whoami(origin), ready.newPid)
+  load.stop()
+  const summary = summarize(await load.done)
+  t.same({ failed: summary.failed, non2xx: summary.non2xx }, { failed: 0, non2xx: 0 }, `${summary.sent} requests, none lost`)
+})
+
+test('a handoff cannot work as PID 1 (a container\'s init): refused at boot with a coded error', async (t) => {
+  const port = await freePort()
+  const child = spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, ...process.execArgv.filter((arg) => !arg.includes('@tapjs/typescript')), fileURLToPath(new URL('../fixtures/service.js', import.meta.url))], {
+    env: { ...process.env, RELOAD: 'handoff', PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  child.on('error', (err) => { t.fail(`unshare (util-linux) is needed, as root: ${err.message}`) })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk })
+  child.stderr.on('data', (chunk: Buffer) => { output += chunk })
+  const [code] = await once(child, 'exit')
+  t.not(code, 0, 'the boot failed')
+  t.match(output, /FST_LIFECYCLE_RELOAD_HANDOFF/, 'with the coded error')
+  t.match(output, /this process is PID 1/)
 })
