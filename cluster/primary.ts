@@ -103,7 +103,7 @@ function resolvePrimaryOptions (input: unknown): Resolved {
   const workers = options.workers ?? availableParallelism()
   if (!Number.isSafeInteger(workers) || workers < 1) throw new FST_LIFECYCLE_INVALID_OPTION('workers', 'a positive integer', workers)
   const env = options.env ?? {}
-  if (env === null || typeof env !== 'object' || Object.values(env).some((value) => typeof value !== 'string')) throw new FST_LIFECYCLE_INVALID_OPTION('env', 'an object of strings', env)
+  if (typeof env !== 'object' || Object.values(env).some((value) => typeof value !== 'string')) throw new FST_LIFECYCLE_INVALID_OPTION('env', 'an object of strings', env)
   const reloadSignal = options.reloadSignal ?? 'SIGHUP'
   if (reloadSignal !== false && !RELOAD_SIGNALS.includes(reloadSignal)) throw new FST_LIFECYCLE_INVALID_OPTION('reloadSignal', `one of ${RELOAD_SIGNALS.join(', ')}, or false`, reloadSignal)
   const logger = options.logger ?? jsonLogger

@@ -136,6 +136,10 @@ test('a worker that dies is replaced; SIGHUP while shutting down is skipped; a s
   const { primary, origin } = await startPrimary(t, { WORKERS: '2', PRE_STOP_DELAY_MS: '5000', PRIMARY_TWICE: '1', PRIMARY_SAME_SCRIPT: '1', BOOT_MODE_FILE: mode })
   const refused = await primary.waitForLog('fixture: second startPrimary() refused')
   t.equal(refused.code, 'FST_LIFECYCLE_CLUSTER')
+  t.match(refused.message, /called twice/)
+  const inWorker = await primary.waitForLog('fixture: startPrimary() in a worker refused')
+  t.equal(inWorker.code, 'FST_LIFECYCLE_CLUSTER')
+  t.match(inWorker.message, /startPrimary\(\) was called in a worker/)
   const old = (primary.logs(EVERY_READY)[0]?.workers as Array<{ pid: number }>).map((worker) => worker.pid)
   // The first replacement crashes on boot (the version on disk is broken); the next one, a
   // second later, starts.
