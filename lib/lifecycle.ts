@@ -36,6 +36,8 @@ import {
   kServing,
   kHandedOver,
   kProbeServer,
+  kSuccessorEnv,
+  kOnHandoff,
   kSharedListener,
   kTeardown,
   kWork
@@ -81,6 +83,9 @@ export interface LivenessProbe {
 
 /** Work a plugin does during a phase of the shutdown, before the next phase starts. */
 export type PhaseStep = () => Promise<void> | void
+
+/** @internal a handoff's steps: `starting` (with the signal), `rolled back` (why), `handed over` (the new pid). */
+export type HandoffListener = (step: 'starting' | 'rolled back' | 'handed over', detail: string) => void
 
 /**
  * The one state machine per Fastify server. Plugins read `phase`, listen to its events and
@@ -131,6 +136,10 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   [kHandedOver]: boolean
   /** @internal the health plugin's probe listener, when it has a port of its own (a handoff passes it on). */
   [kProbeServer]: NetServer | undefined
+  /** @internal variables a handoff's new process gets, set by the plugins that took them from the environment. */
+  readonly [kSuccessorEnv]: Record<string, string | undefined>
+  /** @internal told when a handoff starts, rolls back (why), or is done (the new pid). */
+  readonly [kOnHandoff]: HandoffListener[]
   [kSharedListener] = false
   /**
    * @internal work to finish between the report and the process exit (the last notification
@@ -158,6 +167,8 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
     this[kReadinessReason] = () => this.notReadyReason
     this[kConnections] = () => ({})
     this[kHandedOver] = false
+    this[kSuccessorEnv] = {}
+    this[kOnHandoff] = []
   }
 
   /** The current phase. */

@@ -62,3 +62,7 @@ export const kLifecycle = Symbol('fastify-lifecycle.lifecycle')
 export const kHandedOver = Symbol('fastify-lifecycle.handedOver')
 /** @internal `lifecycle[kProbeServer]`: the health plugin's probe listener, when it has a port of its own, for a handoff. */
 export const kProbeServer = Symbol('fastify-lifecycle.probeServer')
+/** @internal `lifecycle[kSuccessorEnv]`: variables a handoff's new process gets (systemd's NOTIFY_SOCKET, read and removed here). */
+export const kSuccessorEnv = Symbol('fastify-lifecycle.successorEnv')
+/** @internal `lifecycle[kOnHandoff]`: listeners told when a handoff starts, rolls back, or is done (the systemd plugin). */
+export const kOnHandoff = Symbol('fastify-lifecycle.onHandoff')

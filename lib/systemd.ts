@@ -94,22 +94,26 @@ export type NotifyTransport = (message: string) => unknown
  * replaces it. A failure is logged once, never thrown: notifications must not break a service.
  */
 export class Notifier {
-  readonly #transport: NotifyTransport
+  readonly #transport: (message: string, pid: number) => unknown
   readonly #log: FastifyBaseLogger
   #queue: Promise<void> = Promise.resolve()
   #warned = false
 
   constructor (log: FastifyBaseLogger, transport?: NotifyTransport, socket = process.env.NOTIFY_SOCKET) {
     this.#log = log
-    this.#transport = transport ?? ((message) => runSystemdNotify(message, socket as string))
+    this.#transport = transport ?? ((message, pid) => runSystemdNotify(message, socket as string, pid))
   }
 
-  /** Queues a notification, sent once those before it were handed over. */
+  /**
+   * Queues a notification, sent once those before it were handed over. With the default
+   * transport the message is about this process (`--pid`, which also says `MAINPID=`); a
+   * `MAINPID` field names another one instead (a handoff's new process).
+   */
   send (fields: Record<string, string | number>): void {
     const message = Object.entries(fields).map(([key, value]) => `${key}=${value}`).join('\n')
     this.#queue = this.#queue.then(async () => {
       try {
-        await this.#transport(message)
+        await this.#transport(message, fields.MAINPID === undefined ? process.pid : Number(fields.MAINPID))
       } catch (err) {
         if (this.#warned) return
         this.#warned = true
@@ -125,9 +129,9 @@ export class Notifier {
 }
 
 /** systemd-notify with the message's assignments as arguments; rejects on failure. */
-function runSystemdNotify (message: string, socket: string): Promise<void> {
+function runSystemdNotify (message: string, socket: string, pid: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('systemd-notify', [`--pid=${process.pid}`, ...message.split('\n')], {
+    const child = spawn('systemd-notify', [`--pid=${pid}`, ...message.split('\n')], {
       env: { ...process.env, NOTIFY_SOCKET: socket },
       stdio: ['ignore', 'ignore', 'pipe']
     })

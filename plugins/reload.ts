@@ -8,7 +8,7 @@ import { handedOffSockets, HANDOFF_FDS_ENV, IPC_ENV, ipcRole, KEY, protocolMessa
 import { useLifecycle, type ShutdownReport } from '../lib/lifecycle.js'
 import { listenerFd } from '../lib/node-internals.js'
 import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kBeforeExit, kClaim, kExit, kHandedOver, kProbeServer, kReadyCheck, kServing, kSharedListener } from '../lib/symbols.js'
+import { kBeforeExit, kClaim, kExit, kHandedOver, kOnHandoff, kProbeServer, kReadyCheck, kServing, kSharedListener, kSuccessorEnv } from '../lib/symbols.js'
 import { deadline, messageOf } from '../lib/timers.js'
 
 /** Signals a listener handoff can be asked for with. */
@@ -153,10 +153,14 @@ const reload: FastifyPluginAsync<ReloadOptions> = async function reload (fastify
   })
 
   let state: 'serving' | 'starting' | 'handed over' = 'serving'
+  function tell (step: 'starting' | 'rolled back' | 'handed over', detail: string): void {
+    for (const listener of lifecycle[kOnHandoff]) listener(step, detail)
+  }
   function onReloadSignal (): void {
     handOff().catch((err: unknown) => {
       state = 'serving'
       log.error({ err }, 'reload: the handoff failed; this process keeps serving')
+      tell('rolled back', messageOf(err))
     })
   }
   process.on(config.signal, onReloadSignal)
@@ -180,7 +184,10 @@ const reload: FastifyPluginAsync<ReloadOptions> = async function reload (fastify
       fds.push(probesFd)
       names.push('probes:5')
     }
-    const env = { ...process.env, [IPC_ENV]: 'handoff', [HANDOFF_FDS_ENV]: names.join(',') + (lifecycle[kSharedListener] ? ';inherited' : '') }
+    const env: NodeJS.ProcessEnv = { ...process.env, ...lifecycle[kSuccessorEnv], [IPC_ENV]: 'handoff', [HANDOFF_FDS_ENV]: names.join(',') + (lifecycle[kSharedListener] ? ';inherited' : '') }
+    // Left out rather than passed as the string 'undefined'.
+    for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key]
+    tell('starting', config.signal)
     const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
       cwd: process.cwd(),
       env,
@@ -193,6 +200,7 @@ const reload: FastifyPluginAsync<ReloadOptions> = async function reload (fastify
       log.error({ newPid: child.pid, reason: outcome.reason, afterMs: readyMs }, `reload: rolled back, this process keeps serving: the new process ${outcome.reason}`)
       await stopChild(child, config.stopTimeout, log)
       state = 'serving'
+      tell('rolled back', outcome.reason)
       return
     }
     state = 'handed over'
@@ -200,6 +208,7 @@ const reload: FastifyPluginAsync<ReloadOptions> = async function reload (fastify
     // Its queue and backlog are the successor's now; no load balancer has to stop sending.
     lifecycle[kHandedOver] = true
     lifecycle[kSharedListener] = true
+    tell('handed over', String(child.pid))
     // The channel closes with this process's exit, right after.
     let report: ShutdownReport | undefined
     lifecycle.once('closed', (closed) => { report = closed })

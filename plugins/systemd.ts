@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { FST_LIFECYCLE_INVALID_OPTION, FST_LIFECYCLE_SYSTEMD_WATCHDOG } from '../lib/errors.js'
 import { useLifecycle } from '../lib/lifecycle.js'
 import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
-import { kBeforeExit, kBootFailed, kClaim, kDeadline, kLiveness, kReadyCheck, kServing, kSharedListener } from '../lib/symbols.js'
+import { kBeforeExit, kBootFailed, kClaim, kDeadline, kLiveness, kOnHandoff, kReadyCheck, kServing, kSharedListener, kSuccessorEnv } from '../lib/symbols.js'
 import { inheritedSockets, Notifier, type NotifyTransport } from '../lib/systemd.js'
 
 export { systemdListen, type SystemdListenOptions, type NotifyTransport } from '../lib/systemd.js'
@@ -87,6 +87,23 @@ const systemd: FastifyPluginAsync<SystemdOptions> = async function systemd (fast
   delete env.NOTIFY_SOCKET
   const log = fastify.log.child({ plugin: 'systemd' })
   const notifier = new Notifier(log, config.transport, socket)
+  // A handoff's new process notifies in the unit's name too, and feeds the watchdog itself.
+  lifecycle[kSuccessorEnv].NOTIFY_SOCKET = socket
+  lifecycle[kSuccessorEnv].WATCHDOG_PID = undefined
+  let stopped: Promise<void> | undefined
+  /** Handed over: the new process is the unit's main process, and this one says nothing more (each message would name it main again). */
+  let handedOver = false
+  lifecycle[kOnHandoff].push(function notifyHandoff (step, detail) {
+    if (step === 'starting') {
+      notifier.send({ RELOADING: 1, MONOTONIC_USEC: String(process.hrtime.bigint() / 1000n), STATUS: `reloading: ${detail}` })
+    } else if (step === 'rolled back') {
+      notifier.send({ READY: 1, STATUS: `ready: serving (reload rolled back: ${detail})` })
+    } else {
+      notifier.send({ MAINPID: detail, READY: 1, STATUS: `ready: serving (handed over by ${process.pid})` })
+      handedOver = true
+      stopped = notifier.flushed
+    }
+  })
   lifecycle[kServing](function notifyReady () {
     log.info('systemd: ready')
     notifier.send({ READY: 1, STATUS: 'ready: serving' })
@@ -99,6 +116,7 @@ const systemd: FastifyPluginAsync<SystemdOptions> = async function systemd (fast
   let statusTimer: NodeJS.Timeout | undefined
   const status = (phase: string): string => `${phase}: ${lifecycle.inFlight} request(s) in flight${lifecycle.held.length > 0 ? `, held: ${lifecycle.held.join(', ')}` : ''}`
   lifecycle.on('draining', function notifyStopping () {
+    if (handedOver) return
     const fields: Record<string, string | number> = { STOPPING: 1, STATUS: status('shutting down, still serving') }
     const deadline = lifecycle[kDeadline]
     // The stop job's timeout, extended to the shutdown's own deadline (plus a second to exit).
@@ -108,11 +126,11 @@ const systemd: FastifyPluginAsync<SystemdOptions> = async function systemd (fast
     statusTimer.unref()
   })
   lifecycle.on('closing', function notifyClosing () {
-    notifier.send({ STATUS: status('draining') })
+    if (!handedOver) notifier.send({ STATUS: status('draining') })
   })
-  let stopped: Promise<void> | undefined
   lifecycle.on('closed', function notifyClosed (report) {
     clearInterval(statusTimer)
+    if (handedOver) return
     notifier.send({ STATUS: report.clean ? 'stopped: clean shutdown' : `stopped: ${report.forced.join('; ') || 'not clean'}` })
     stopped = notifier.flushed
   })
@@ -128,7 +146,7 @@ const systemd: FastifyPluginAsync<SystemdOptions> = async function systemd (fast
     // Fed only while liveness passes; a loop too blocked to run this timer feeds nothing either.
     const feed = setInterval(async function feedWatchdog () {
       const probe = lifecycle[kLiveness]
-      if (probe === undefined || await probe.passes()) notifier.send({ WATCHDOG: 1 })
+      if ((probe === undefined || await probe.passes()) && !handedOver) notifier.send({ WATCHDOG: 1 })
     }, Math.max(1, Math.floor(watchdog / 2)))
     feed.unref()
     fastify.addHook('onClose', async function stopWatchdog () { clearInterval(feed) })

@@ -6,7 +6,7 @@
 // what a plain stop-then-start restart loses.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -238,4 +238,34 @@ test('a handoff cannot work as PID 1 (a container\'s init): refused at boot with
   t.not(code, 0, 'the boot failed')
   t.match(output, /FST_LIFECYCLE_RELOAD_HANDOFF/, 'with the coded error')
   t.match(output, /this process is PID 1/)
+})
+
+test('under systemd (Type=notify): RELOADING=1, then the new process is named the main one (MAINPID=) and the old one falls silent, watchdog included', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fl-notify-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const socket = join(dir, 'notify.sock')
+  const receiver = startPythonHelper(t, 'notify-receiver.py', [socket])
+  await receiver.waitFor((line) => line.listening === socket)
+  const messages = (): Array<Record<string, string>> => receiver.lines
+    .filter((line) => typeof line.message === 'string' && line.message !== 'BARRIER=1')
+    .map((line) => Object.fromEntries((line.message as string).split('\n').map((field) => [field.slice(0, field.indexOf('=')), field.slice(field.indexOf('=') + 1)])))
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), NOTIFY_SOCKET: socket, WATCHDOG_USEC: '400000' })
+  const old = String(service.child.pid)
+  const started: number[] = []
+  t.teardown(() => { for (const pid of started) killIfAlive(pid) })
+  await receiver.waitFor((line) => typeof line.message === 'string' && line.message.includes('READY=1'))
+  service.kill('SIGUSR2')
+  const ready = await service.waitForLog(READY)
+  const next = String(ready.newPid)
+  started.push(ready.newPid as number)
+  t.equal(await service.exitCode, 0)
+  // The new process feeds the watchdog from now on.
+  await receiver.waitFor(() => messages().filter((message) => message.MAINPID === next && message.WATCHDOG === '1').length >= 2)
+  const all = messages()
+  const reloading = all.findIndex((message) => message.RELOADING === '1')
+  t.match(all[reloading], { MAINPID: old, STATUS: 'reloading: SIGUSR2' }, 'RELOADING=1 at the signal')
+  t.ok(Number(all[reloading]?.MONOTONIC_USEC) > 0, 'with MONOTONIC_USEC')
+  const handover = all.findIndex((message) => message.READY === '1' && message.STATUS === `ready: serving (handed over by ${old})`)
+  t.equal(all[handover]?.MAINPID, next, 'the old process names the new one main')
+  t.same(all.slice(handover).filter((message) => message.MAINPID === old), [], 'and says nothing more: no STOPPING=1, no status, no watchdog ping')
 })
