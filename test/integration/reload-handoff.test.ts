@@ -249,11 +249,19 @@ test('under systemd (Type=notify): RELOADING=1, then the new process is named th
   const messages = (): Array<Record<string, string>> => receiver.lines
     .filter((line) => typeof line.message === 'string' && line.message !== 'BARRIER=1')
     .map((line) => Object.fromEntries((line.message as string).split('\n').map((field) => [field.slice(0, field.indexOf('=')), field.slice(field.indexOf('=') + 1)])))
-  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), NOTIFY_SOCKET: socket, WATCHDOG_USEC: '400000' })
+  const mode = modeFile(t, '')
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), NOTIFY_SOCKET: socket, WATCHDOG_USEC: '400000', BOOT_MODE_FILE: mode }, { stderr: 'pipe' })
   const old = String(service.child.pid)
   const started: number[] = []
   t.teardown(() => { for (const pid of started) killIfAlive(pid) })
   await receiver.waitFor((line) => typeof line.message === 'string' && line.message.includes('READY=1'))
+  // A reload that fails first: the unit is ready again, with the reason.
+  writeFileSync(mode, 'crash')
+  service.kill('SIGUSR2')
+  const again = await receiver.waitFor((line) => typeof line.message === 'string' && line.message.includes('reload rolled back'))
+  t.match(again.message, /READY=1/)
+  t.match(again.message, /STATUS=ready: serving \(reload rolled back: exited \(code 1\) before it was ready\)/)
+  writeFileSync(mode, '')
   service.kill('SIGUSR2')
   const ready = await service.waitForLog(READY)
   const next = String(ready.newPid)
@@ -262,7 +270,7 @@ test('under systemd (Type=notify): RELOADING=1, then the new process is named th
   // The new process feeds the watchdog from now on.
   await receiver.waitFor(() => messages().filter((message) => message.MAINPID === next && message.WATCHDOG === '1').length >= 2)
   const all = messages()
-  const reloading = all.findIndex((message) => message.RELOADING === '1')
+  const reloading = all.findLastIndex((message) => message.RELOADING === '1')
   t.match(all[reloading], { MAINPID: old, STATUS: 'reloading: SIGUSR2' }, 'RELOADING=1 at the signal')
   t.ok(Number(all[reloading]?.MONOTONIC_USEC) > 0, 'with MONOTONIC_USEC')
   const handover = all.findIndex((message) => message.READY === '1' && message.STATUS === `ready: serving (handed over by ${old})`)
