@@ -4,11 +4,14 @@
 //   PRE_STOP_QUIET_MS and PRE_STOP_MAX_MS (the adaptive pre-stop window: serve until no request
 //   came for QUIET ms, at most MAX ms; PRE_STOP_DELAY_MS is then the least time, default 0),
 //   REDIS_URL and PG_URL (optional: a real Redis client and pg pool, closed at shutdown);
-//   under systemd (NOTIFY_SOCKET, LISTEN_FDS) or PM2 (pm_id) it speaks their protocols
+//   under systemd (NOTIFY_SOCKET, LISTEN_FDS) or PM2 (pm_id) it speaks their protocols;
+//   RELOAD=handoff: `kill -USR2 <pid>` starts the new code with the listening socket, and this
+//   process drains and exits once it is ready (see docs/reload.md; examples/cluster.js runs it
+//   under the cluster primary instead). GET /whoami answers the process id.
 import Fastify from 'fastify'
 import websocket from '@fastify/websocket'
 import promClient from 'prom-client'
-import lifecycle, { systemdListen } from 'fastify-lifecycle'
+import lifecycle, { handoffListen, systemdListen } from 'fastify-lifecycle'
 
 function msFromEnv (name, fallback) {
   const raw = process.env[name]
@@ -27,7 +30,9 @@ await app.register(lifecycle, {
   },
   // The lifecycle as Prometheus metrics, in prom-client's default registry, at GET /metrics.
   metrics: { prometheus: { client: promClient, path: '/metrics' } },
-  drain: { timeout: msFromEnv('DRAIN_TIMEOUT_MS', 5000) }
+  drain: { timeout: msFromEnv('DRAIN_TIMEOUT_MS', 5000) },
+  // SIGUSR2 hands the listener over to a new copy of the process (RELOAD=handoff).
+  reload: process.env.RELOAD === 'handoff' ? { handoff: true } : undefined
 })
 
 // Things to close at shutdown, after the last request: a Redis client and a pg pool when their
@@ -99,6 +104,11 @@ app.get('/', async function hello () {
   return { hello: 'world' }
 })
 
+// Which process answered: watch a reload move the traffic.
+app.get('/whoami', async function whoami () {
+  return { pid: process.pid }
+})
+
 app.get('/slow', async function slow (request) {
   const ms = Math.min(Number(request.query.ms ?? 1000), 60_000)
   await new Promise((resolve) => setTimeout(resolve, ms))
@@ -109,6 +119,7 @@ app.get('/slow', async function slow (request) {
 // readiness fails from the moment of SIGTERM and when a critical check fails; liveness stays
 // 200 through the whole shutdown. Try /readyz?verbose.
 
-// Under systemd with socket activation, on the socket it passed in (LISTEN_FDS); under
-// Type=notify it says READY=1 once ready and listening; under PM2, 'ready' (the suite does both).
-await app.listen(systemdListen() ?? { port: msFromEnv('PORT', 0), host: process.env.HOST ?? '127.0.0.1' })
+// After a handoff, on the socket the previous process passed in; under systemd with socket
+// activation, on the socket it passed in (LISTEN_FDS); under Type=notify it says READY=1 once
+// ready and listening; under PM2, 'ready' (the suite does both).
+await app.listen(handoffListen() ?? systemdListen() ?? { port: msFromEnv('PORT', 0), host: process.env.HOST ?? '127.0.0.1' })
