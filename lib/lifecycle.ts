@@ -140,6 +140,7 @@ export class Lifecycle extends EventEmitter<LifecycleEvents> {
   readonly [kSuccessorEnv]: Record<string, string | undefined>
   /** @internal told when a handoff starts, rolls back (why), or is done (the new pid). */
   readonly [kOnHandoff]: HandoffListener[]
+  /** @internal set by the systemd and reload plugins: the listening socket outlives this process, or another one shares it. */
   [kSharedListener] = false
   /**
    * @internal work to finish between the report and the process exit (the last notification

@@ -25,7 +25,7 @@ test('options are checked at registration, with the option named', async (t) => 
   }
   t.throws(() => resolveReloadOptions({ handoff: true, stop: 1 } as never), { code: 'FST_LIFECYCLE_UNKNOWN_OPTION', message: /option 'stop' is not known/ })
   const app = Fastify()
-  await t.rejects(app.register(lifecycle, { reload: { handoff: true, signal: 'SIGHUP' }, graceful: { signals: ['SIGTERM', 'SIGHUP'] } }).ready(), {
+  await t.rejects(async () => { await app.register(lifecycle, { reload: { handoff: true, signal: 'SIGHUP' }, graceful: { signals: ['SIGTERM', 'SIGHUP'] } }).ready() }, {
     code: 'FST_LIFECYCLE_INVALID_OPTION',
     message: /option 'reload.signal' must be a signal that graceful.signals does not list \(SIGTERM, SIGHUP\)/
   }, 'one signal cannot both reload and shut down')
@@ -34,7 +34,7 @@ test('options are checked at registration, with the option named', async (t) => 
 test('a handoff needs the graceful plugin, which exits the process once it has drained', async (t) => {
   const app = Fastify()
   await app.register(reload, { handoff: true })
-  await t.rejects(app.ready(), { code: 'FST_LIFECYCLE_RELOAD_HANDOFF', message: /needs the graceful plugin/ })
+  await t.rejects(async () => { await app.ready() }, { code: 'FST_LIFECYCLE_RELOAD_HANDOFF', message: /needs the graceful plugin/ })
 })
 
 test('the handoff signal with no listening socket to pass on is ignored, with a warning', async (t) => {

@@ -3,7 +3,11 @@
 import Fastify from 'fastify'
 import lifecycle, { type ShutdownReport } from 'fastify-lifecycle'
 import { FST_LIFECYCLE_INVALID_OPTION } from 'fastify-lifecycle/errors'
+import { startPrimary, type PrimaryOptions } from 'fastify-lifecycle/cluster'
 
+// The cluster primary's subpath resolves and types (not started: it would fork).
+const primaryOptions: PrimaryOptions = { workers: 2, reloadSignal: 'SIGHUP' }
+const primaryEntry: typeof startPrimary = startPrimary
 const app = Fastify()
 await app.register(lifecycle, { graceful: false, preStop: { delay: 0 }, health: { port: undefined } })
 app.lifecycle.teardown('noop', () => {})
@@ -16,5 +20,5 @@ const deadlineReached: boolean | undefined = report.stages.drain?.deadlineReache
 const err: unknown = new FST_LIFECYCLE_INVALID_OPTION('a', 'b', 'c')
 if (err instanceof FST_LIFECYCLE_INVALID_OPTION) {
   const code: 'FST_LIFECYCLE_INVALID_OPTION' = err.code
-  console.log(JSON.stringify({ readyz: res.status, clean: report.clean, deadlineReached, code }))
+  console.log(JSON.stringify({ readyz: res.status, clean: report.clean, deadlineReached, code, primary: typeof primaryEntry === 'function' && primaryOptions.workers === 2 }))
 }

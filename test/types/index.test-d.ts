@@ -2,6 +2,7 @@ import Fastify from 'fastify'
 import { expectAssignable, expectError, expectType } from 'tsd'
 import promClient from 'prom-client'
 import { metrics as otel } from '@opentelemetry/api'
+import { startPrimary, type Primary, type PrimaryOptions, type ReloadReport } from 'fastify-lifecycle/cluster'
 import lifecycle, {
   drain,
   graceful,
@@ -9,10 +10,14 @@ import lifecycle, {
   pm2,
   systemd,
   systemdListen,
+  handoffListen,
+  reload,
   metrics,
   channels,
   type NotReadyReason,
   type SystemdListenOptions,
+  type HandoffListenOptions,
+  type ReloadOptions,
   type DrainOptions,
   type FastifyLifecycleOptions,
   type GracefulOptions,
@@ -193,3 +198,20 @@ app.register(metrics, {})
 expectType<NotReadyReason | undefined>(app.lifecycle.notReadyReason)
 expectType<ReadonlyMap<string, number>>(app.lifecycle.startupDurations)
 expectType<string>(channels.phase.name as string)
+
+// reloads: the listener handoff and the cluster primary
+expectType<HandoffListenOptions | undefined>(handoffListen())
+app.register(lifecycle, { reload: { handoff: true, signal: 'SIGHUP', readyTimeout: 10_000, stopTimeout: 5000 } })
+app.register(lifecycle, { reload: false })
+app.register(reload, { handoff: true })
+expectError(app.register(lifecycle, { reload: { handoff: true, signal: 'SIGTERM' } }))
+expectAssignable<ReloadOptions>({ handoff: false })
+expectType<Promise<Primary>>(startPrimary({ exec: 'server.js', workers: 2, reloadSignal: 'SIGHUP', readyTimeout: 30_000, stopTimeout: 30_000, env: { A: '1' } }))
+expectType<Promise<Primary>>(startPrimary())
+expectError(startPrimary({ workers: '2' }))
+expectError(startPrimary({ reloadSignal: 'SIGTERM' }))
+expectAssignable<PrimaryOptions>({ reloadSignal: false, logger: { info () {}, warn () {}, error () {} } })
+declare const primary: Primary
+expectType<Promise<ReloadReport>>(primary.reload())
+expectType<readonly number[]>(primary.pids)
+expectType<'replaced' | 'rolled back' | 'skipped'>((await primary.reload()).outcome)
