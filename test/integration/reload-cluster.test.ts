@@ -3,9 +3,13 @@
 // time, start-first; SIGTERM stops them all gracefully. Three reloads in a row in one test,
 // rollbacks when the new version crashes or never becomes ready, a crashed worker replaced,
 // and a control showing that the same harness catches what a stop-then-start restart loses.
+import { execFileSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { test, type Test } from 'tap'
 import { startFixture, type Fixture, type LogLine } from '../helpers/fixture.js'
 import { freePort } from '../helpers/services.js'
@@ -109,7 +113,7 @@ test('cluster rollback: a new version that crashes on boot stops the reload, the
 
 test('cluster rollback: a new worker that is never ready is stopped after readyTimeout; signals during the reload are handled', async (t) => {
   const mode = modeFile(t, '')
-  const { primary, origin } = await startPrimary(t, { WORKERS: '1', BOOT_MODE_FILE: mode, READY_TIMEOUT_MS: '1500', PRIMARY_LOGGER: 'pino' })
+  const { primary, origin } = await startPrimary(t, { WORKERS: '1', BOOT_MODE_FILE: mode, READY_TIMEOUT_MS: '5000', PRIMARY_LOGGER: 'pino' })
   const old = (primary.logs(EVERY_READY)[0]?.workers as Array<{ pid: number }>).map((worker) => worker.pid)
   writeFileSync(mode, 'hang')
   const load = reloadLoad(origin, 'cluster-hang')
@@ -120,7 +124,7 @@ test('cluster rollback: a new worker that is never ready is stopped after readyT
   const skipped = await primary.waitForLog('primary: reload skipped')
   t.equal(skipped.reason, 'a reload is already under way')
   const rolledBack = await primary.waitForLog((line: LogLine) => typeof line.msg === 'string' && line.msg.startsWith('primary: reload rolled back'))
-  t.match(rolledBack.reason, /^new worker \d+ was not ready within readyTimeout \(1500ms\)$/)
+  t.match(rolledBack.reason, /^new worker \d+ was not ready within readyTimeout \(5000ms\)$/)
   const hung = (rolledBack.steps as Array<{ newPid: number, exitCode: number }>)[0]
   t.equal(hung?.exitCode, 0, 'the new worker was shut down gracefully')
   t.ok(old.includes(await whoami(origin)), 'the old worker serves')
@@ -243,4 +247,35 @@ test('a worker still running at stopTimeout is killed; a worker whose drain cut 
     t.equal(await primary.exitCode, 1)
     t.equal(await slow, 'cut')
   })
+})
+
+test('the primary as PID 1 (a container\'s init): it reloads on SIGHUP and stops every worker on SIGTERM', async (t) => {
+  const port = await freePort()
+  const script = fileURLToPath(new URL('../fixtures/primary.js', import.meta.url))
+  const child = spawn('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, ...process.execArgv.filter((arg) => !arg.includes('@tapjs/typescript')), script], {
+    env: { ...process.env, PORT: String(port), WORKERS: '2' },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  child.on('error', (err) => { t.fail(`unshare (util-linux) is needed, as root: ${err.message}`) })
+  const lines: LogLine[] = []
+  createInterface({ input: child.stdout }).on('line', (text) => { try { lines.push(JSON.parse(text)) } catch {} })
+  const exited = once(child, 'exit')
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  await until('every worker ready', () => lines.some((line) => line.msg === EVERY_READY))
+  t.equal(lines.find((line) => line.msg === EVERY_READY)?.pid, 1, 'the primary is PID 1 in its namespace')
+  // Its pid as this (the parent) namespace sees it: unshare's only child.
+  const primaryPid = Number(execFileSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).trim())
+  const load = reloadLoad(`http://127.0.0.1:${port}`, 'pid1')
+  await until('traffic', () => answered(load) >= 100)
+  process.kill(primaryPid, 'SIGHUP')
+  await until('the reload', () => lines.some((line) => line.msg === RELOADED))
+  const before = answered(load)
+  await until('traffic after the reload', () => answered(load) >= before + 100)
+  load.stop()
+  const summary = summarize(await load.done)
+  t.same({ failed: summary.failed, non2xx: summary.non2xx }, { failed: 0, non2xx: 0 }, `${summary.sent} requests, none lost`)
+  process.kill(primaryPid, 'SIGTERM')
+  const [code] = await exited
+  t.equal(code, 0, 'the primary exited 0 (unshare passes its code on)')
+  t.same((lines.find((line) => line.msg === 'primary: every worker stopped, exiting')?.workers as Array<{ code: number }>).map((worker) => worker.code), [0, 0])
 })

@@ -108,7 +108,7 @@ test('rollback: a new version that crashes on boot is reported, the old process 
 test('rollback: a new version that never becomes ready is stopped after readyTimeout; a second signal meanwhile is ignored', async (t) => {
   const port = await freePort()
   const mode = modeFile(t, '')
-  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(port), BOOT_MODE_FILE: mode, READY_TIMEOUT_MS: '1500' })
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(port), BOOT_MODE_FILE: mode, READY_TIMEOUT_MS: '5000' })
   writeFileSync(mode, 'hang')
   const old = service.child.pid as number
   const load = reloadLoad(service.address, 'hang')
@@ -121,7 +121,7 @@ test('rollback: a new version that never becomes ready is stopped after readyTim
   const ignored = await service.waitForLog((line) => line.msg === 'reload: SIGUSR2 ignored: a handoff is already starting')
   t.equal(ignored.level, 40)
   const rolledBack = await service.waitForLog((line: LogLine) => typeof line.msg === 'string' && line.msg.startsWith('reload: rolled back'))
-  t.equal(rolledBack.reason, 'was not ready within readyTimeout (1500ms)')
+  t.equal(rolledBack.reason, 'was not ready within readyTimeout (5000ms)')
   // The never-ready process was stopped gracefully (it served what it accepted meanwhile).
   const stopped = await service.waitForLog((line) => line.msg === EXITING && line.pid === hung)
   t.equal(stopped.exitCode, 0, 'the new process shut down clean')
@@ -188,7 +188,7 @@ test('a reload signal during a shutdown is ignored', async (t) => {
 
 test('rollback: a never-ready new process that does not exit after SIGTERM is killed after stopTimeout', async (t) => {
   const mode = modeFile(t, '')
-  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), BOOT_MODE_FILE: mode, READY_TIMEOUT_MS: '1000', STOP_TIMEOUT_MS: '1000', HANG_ON_CLOSE: '1' })
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), BOOT_MODE_FILE: mode, READY_TIMEOUT_MS: '5000', STOP_TIMEOUT_MS: '1000', HANG_ON_CLOSE: '1' })
   writeFileSync(mode, 'hang')
   service.kill('SIGUSR2')
   const started = await service.waitForLog('reload: new process started, waiting for it to be ready')
