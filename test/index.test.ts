@@ -20,8 +20,9 @@ test('the main plugin registers every piece under its fastify-plugin name', asyn
 test('each piece can be turned off', async (t) => {
   const app = Fastify()
   t.teardown(() => app.close())
-  await app.register(lifecycle, { graceful: false, preStop: false, drain: false, teardown: false, systemd: false, pm2: false, metrics: false })
+  await app.register(lifecycle, { graceful: false, preStop: false, drain: false, teardown: false, systemd: false, pm2: false, metrics: false, reload: false })
   await app.ready()
+  t.notOk(app.hasPlugin('fastify-lifecycle-reload'))
   t.notOk(app.hasPlugin('fastify-lifecycle-metrics'))
   t.notOk(app.hasPlugin('fastify-lifecycle-systemd'))
   t.notOk(app.hasPlugin('fastify-lifecycle-pm2'))

@@ -188,7 +188,7 @@ test('a reload signal during a shutdown is ignored', async (t) => {
 
 test('rollback: a never-ready new process that does not exit after SIGTERM is killed after stopTimeout', async (t) => {
   const mode = modeFile(t, '')
-  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), BOOT_MODE_FILE: mode, READY_TIMEOUT_MS: '5000', STOP_TIMEOUT_MS: '1000', HANG_ON_CLOSE: '1' })
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), BOOT_MODE_FILE: mode, READY_TIMEOUT_MS: '5000', STOP_TIMEOUT_MS: '1000', HANG_ON_CLOSE: '1', GRACEFUL_TIMEOUT_MS: '2500', DRAIN_TIMEOUT_MS: '500', TEARDOWN_TIMEOUT_MS: '500' })
   writeFileSync(mode, 'hang')
   service.kill('SIGUSR2')
   const started = await service.waitForLog('reload: new process started, waiting for it to be ready')
@@ -198,6 +198,9 @@ test('rollback: a never-ready new process that does not exit after SIGTERM is ki
   t.equal(killed.newPid, hung)
   await until(`process ${hung} gone`, () => !alive(hung))
   t.equal((await fetch(`${service.address}/`)).status, 200, 'the old process serves')
+  // Its own shutdown hangs too (HANG_ON_CLOSE): the overall deadline ends it, with code 1.
+  service.kill('SIGTERM')
+  t.equal(await service.exitCode, 1)
 })
 
 test('a handoff under socket activation: the inherited socket is passed on, nothing refused', async (t) => {
