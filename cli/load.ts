@@ -12,6 +12,8 @@ export interface Outcome {
   path: string
   /** Sent on a connection opened for it alone. */
   fresh: boolean
+  /** Sent on a keep-alive connection an earlier request of the client had used (a reused socket). */
+  reused: boolean
   /** performance.now() when sent. */
   startedAt: number
   /** performance.now() when answered or failed. */
@@ -81,8 +83,8 @@ export function startLoad (options: LoadOptions): Load {
   const endAt = performance.now() + maxDurationMs
   const running = (): boolean => !stopped && performance.now() < endAt
 
-  async function send (client: Client, id: string, reqPath: string, fresh: boolean): Promise<void> {
-    const outcome: Outcome = { id, path: reqPath, fresh, startedAt: performance.now(), endedAt: 0 }
+  async function send (client: Client, id: string, reqPath: string, fresh: boolean, reused = false): Promise<Outcome> {
+    const outcome: Outcome = { id, path: reqPath, fresh, reused, startedAt: performance.now(), endedAt: 0 }
     outcomes.push(outcome)
     try {
       const res = await client.request({ method: 'GET', path: reqPath, headers: { ...headers, 'x-test-id': id } })
@@ -94,13 +96,17 @@ export function startLoad (options: LoadOptions): Load {
       outcome.error = String((err as { code?: string }).code)
     }
     outcome.endedAt = performance.now()
+    return outcome
   }
 
   async function keepAliveWorker (w: number): Promise<void> {
     const client = new Client(origin, { keepAliveTimeout: 60_000, pipelining: 1, ...timeouts })
     try {
+      // The socket is reused after an answer that did not ask the client to close it.
+      let reused = false
       for (let n = 0; n < maxRequestsPerClient && running(); n++) {
-        await send(client, `${idPrefix}-k${w}-${n}`, path(n), false)
+        const outcome = await send(client, `${idPrefix}-k${w}-${n}`, path(n), false, reused)
+        reused = outcome.status !== undefined && outcome.connection !== 'close'
       }
     } finally {
       await client.destroy()

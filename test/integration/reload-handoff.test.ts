@@ -174,6 +174,8 @@ test('the successor logs an unclean predecessor as a warning: the old process cu
   process.kill(ready.newPid as number, 'SIGTERM')
   const exiting = await service.waitForLog((line) => line.msg === EXITING && line.pid === ready.newPid)
   t.equal(exiting.exitCode, 0)
+  // Gone, its coverage written: it is not this test's child, so nothing else waits for it.
+  await until(`process ${ready.newPid} gone`, () => !alive(ready.newPid as number))
 })
 
 test('a reload signal during a shutdown is ignored', async (t) => {
