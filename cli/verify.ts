@@ -70,6 +70,17 @@ export class UsageError extends Error {}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** Whether `promise` settled within `ms`; the timer is cleared either way (nothing left to hold the process). */
+async function within (promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(resolve, ms, false) })
+  try {
+    return await Promise.race([promise.then(() => true), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 async function freePort (): Promise<number> {
   const server = createServer()
   server.listen(0, '127.0.0.1')
@@ -111,21 +122,22 @@ export async function verify (options: VerifyOptions): Promise<VerifyResult> {
     })
   }
   let exit: { code: number | null, signal: string | null, at: number } | undefined
-  const exited = new Promise<void>((resolve, reject) => {
-    child.once('error', (err) => { reject(new UsageError(`could not start ${file}: ${err.message}`)) })
+  let spawnError: UsageError | undefined
+  child.once('error', (err) => { spawnError = new UsageError(`could not start ${file}: ${err.message}`) })
+  const exited = new Promise<void>((resolve) => {
     child.once('exit', (code, signal) => {
       exit = { code, signal, at: performance.now() }
       resolve()
     })
   })
-  exited.catch(() => {})
   // Never leave the service behind.
   const killAtExit = (): void => { if (exit === undefined) child.kill('SIGKILL') }
   process.once('exit', killAtExit)
   try {
     try {
-      await waitReady(options, origin, () => exit)
+      await waitReady(options, origin, () => spawnError ?? exit)
     } catch (err) {
+      if (spawnError !== undefined) throw spawnError
       throw new ServiceError(`${(err as Error).message}; its last output:\n${output.slice(-10).map((line) => `  ${line}`).join('\n')}`)
     }
     return await drive(options, origin, child, () => exit, exited, () => report, successors, output)
@@ -212,8 +224,7 @@ async function drive (options: VerifyOptions, origin: string, child: ReturnType<
   if (options.reload === undefined) {
     child.kill(options.signal)
     stage = 'signal sent'
-    const exitedInTime = await Promise.race([exited.then(() => true), sleep(options.timeout).then(() => false)])
-    if (!exitedInTime) {
+    if (!await within(exited, options.timeout)) {
       killedAfterMs = options.timeout
       child.kill('SIGKILL')
       await exited
@@ -224,7 +235,8 @@ async function drive (options: VerifyOptions, origin: string, child: ReturnType<
     await sleep(Math.max(options.duration, 1000))
   }
   load.stop()
-  const outcomes = await Promise.race([load.done, sleep(options.timeout).then(() => load.outcomes)])
+  await within(load.done, options.timeout)
+  const outcomes = load.outcomes
   probing.on = false
   await probes
   clearInterval(progress)
@@ -318,7 +330,7 @@ async function stopService (child: ReturnType<typeof spawn>, exited: Promise<voi
   const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
   if (exitOf() === undefined) {
     child.kill(signal)
-    await Promise.race([exited, sleep(30_000).then(() => { child.kill('SIGKILL') })])
+    if (!await within(exited, 30_000)) child.kill('SIGKILL')
   }
   for (const pid of successors) {
     if (!alive(pid)) continue

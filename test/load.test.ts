@@ -1,7 +1,7 @@
 import { test } from 'tap'
 import { mixedPath, summarize, type Outcome } from '../cli/load.js'
 
-const at = { path: '/', fresh: false, startedAt: 0, endedAt: 1 }
+const at = { path: '/', fresh: false, reused: false, startedAt: 0, endedAt: 1 }
 
 test('summarize() sorts outcomes: answered, error statuses, failures by code, failures after the server accepted', async (t) => {
   const outcomes: Outcome[] = [
