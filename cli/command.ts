@@ -3,7 +3,8 @@
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { renderReport } from './report-html.js'
-import { ServiceError, UsageError, verify, type VerifyOptions, type VerifyResult } from './verify.js'
+import { exitText } from './verdict.js'
+import { UsageError, verify, type VerifyOptions, type VerifyResult } from './verify.js'
 
 const USAGE = `Usage: fastify-lifecycle verify [options] -- <command that starts the service>
 
@@ -120,7 +121,7 @@ export function describe (result: VerifyResult, colour: boolean): string {
   if (result.mode === 'shutdown') {
     lines.push(`  readiness failed: ${result.readiness.flipMs === undefined ? 'never' : `${result.readiness.flipMs} ms after the signal`}; liveness failures: ${result.liveness.failures ?? 'not probed'}`)
     lines.push(`  idle keep-alive sockets open at the exit: ${result.idleSockets.openAtExit} of ${result.idleSockets.opened}`)
-    lines.push(`  exit: ${result.exit.signal !== null ? `killed by ${result.exit.signal}` : `code ${result.exit.code}`}${result.exit.afterSignalMs === undefined ? '' : `, ${result.exit.afterSignalMs} ms after the signal`}`)
+    lines.push(`  exit: ${exitText(result.exit)}${result.exit.afterSignalMs === undefined ? '' : `, ${result.exit.afterSignalMs} ms after the signal`}`)
   }
   if (result.report !== undefined) lines.push(`  the service's report: ${result.report.clean === true ? 'clean' : `not clean: ${(result.report.forced as string[]).join('; ')}`}`)
   if (result.findings.length > 0) {
@@ -134,7 +135,7 @@ export function describe (result: VerifyResult, colour: boolean): string {
 }
 
 /** Runs the command; resolves with the exit status. */
-export async function main (argv: readonly string[], out: NodeJS.WriteStream = process.stdout, err: NodeJS.WriteStream = process.stderr): Promise<number> {
+export async function main (argv: readonly string[], out: NodeJS.WriteStream = process.stdout, err: NodeJS.WriteStream = process.stderr, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let parsed
   try {
     parsed = parse(argv)
@@ -160,14 +161,16 @@ export async function main (argv: readonly string[], out: NodeJS.WriteStream = p
       err.write(`fastify-lifecycle: ${error.message}\n`)
       return 2
     }
-    if (!(error instanceof ServiceError)) throw error
-    if (parsed.json) out.write(JSON.stringify({ verdict: 'fail', error: error.message }) + '\n')
-    else err.write(`verify: FAIL: ${error.message}\n`)
+    // The service did not start or was never ready (ServiceError), or the verification itself
+    // failed: a failing verdict either way, said in one line.
+    const message = (error as Error).message
+    if (parsed.json) out.write(JSON.stringify({ verdict: 'fail', error: message }) + '\n')
+    else err.write(`verify: FAIL: ${message}\n`)
     return 1
   } finally {
     if (live) err.write('\r\u001b[K')
   }
   if (parsed.report !== undefined) writeFileSync(parsed.report, renderReport(result))
-  out.write(parsed.json ? JSON.stringify(result, null, 2) + '\n' : describe(result, out.isTTY === true && process.env.NO_COLOR === undefined))
+  out.write(parsed.json ? JSON.stringify(result, null, 2) + '\n' : describe(result, out.isTTY === true && env.NO_COLOR === undefined))
   return result.verdict === 'pass' ? 0 : 1
 }

@@ -1,6 +1,7 @@
 // `verify --report FILE.html`: one self-contained page (no script, no network) with the
 // verdict, the timeline of requests per 100 ms by outcome (the signal, the readiness flip, the
 // listener close and the exit marked on it), the counts and the findings.
+import { exitText } from './verdict.js'
 import type { VerifyResult } from './verify.js'
 
 const escape = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
@@ -58,7 +59,7 @@ export function renderReport (result: VerifyResult): string {
     ['readiness failed after the signal', result.readiness.flipMs === undefined ? 'never' : `${result.readiness.flipMs} ms`],
     ['liveness failures', result.liveness.failures ?? 'not probed'],
     ['idle keep-alive sockets open at the exit', `${result.idleSockets.openAtExit} of ${result.idleSockets.opened}`],
-    ['exit', result.exit.signal !== null ? `killed by ${result.exit.signal}` : `code ${result.exit.code}`],
+    ['exit', exitText(result.exit)],
     ['signal to exit', result.exit.afterSignalMs === undefined ? '-' : `${result.exit.afterSignalMs} ms`]
   ]
   const findings = result.findings.map((finding) => `<li class="${finding.severity}"><strong>${escape(finding.severity)}</strong> ${escape(finding.message)}<br><span class="fix">fix: ${escape(finding.fix)}</span></li>`)

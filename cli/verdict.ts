@@ -110,6 +110,11 @@ export interface Observed {
   report: { clean: boolean, forced: string[], exitCode: number } | undefined
 }
 
+/** How a process ended, in words: `code 0`, `killed by SIGTERM`. */
+export function exitText (exit: { code: number | null, signal: string | null }): string {
+  return exit.signal !== null ? `killed by ${exit.signal}` : `code ${exit.code}`
+}
+
 /** The findings, most serious first. */
 export function findings (observed: Observed): Finding[] {
   const found: Finding[] = []
@@ -134,7 +139,7 @@ export function findings (observed: Observed): Finding[] {
     found.push({
       kind: 'exit-code',
       severity: 'fail',
-      message: `exit code ${exit.code ?? exit.signal}${exitMs === undefined ? '' : ` after ${exitMs} ms`}${why}`,
+      message: `exit ${exitText(exit)}${exitMs === undefined ? '' : ` after ${exitMs} ms`}${why}`,
       fix: why !== ''
         ? 'a stage of the shutdown hit its deadline: finish that work sooner, or give the stage more time within the overall deadline'
         : 'the shutdown did not finish cleanly; a process manager counts this as a crash. Log the shutdown (the suite\'s report says which stage was forced)'

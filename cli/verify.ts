@@ -9,7 +9,7 @@ import { createServer, type Socket } from 'node:net'
 import { createInterface } from 'node:readline'
 import { request } from 'undici'
 import { startLoad, type Outcome } from './load.js'
-import { countRequests, findings, timeline, verdictOf, type Finding, type Observed, type RequestCounts, type Slot } from './verdict.js'
+import { countRequests, exitText, findings, timeline, verdictOf, type Finding, type Observed, type RequestCounts, type Slot } from './verdict.js'
 
 export interface VerifyOptions {
   /** The command that starts the service, and its arguments. */
@@ -69,6 +69,24 @@ export interface VerifyResult {
 export class UsageError extends Error {}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Whether `test` came true within `ms`, checked every 20 ms. */
+async function waitUntil (test: () => boolean, ms: number): Promise<boolean> {
+  const endAt = performance.now() + ms
+  while (!test()) {
+    if (performance.now() > endAt) return false
+    await sleep(20)
+  }
+  return true
+}
+
+const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
+
+/** Sends `signal` to a process, SIGKILL if it is still there after `ms`; nothing if it is gone. */
+async function stopPid (pid: number, signal: NodeJS.Signals, ms: number): Promise<void> {
+  try { process.kill(pid, signal) } catch { return }
+  if (!await waitUntil(() => !alive(pid), ms)) process.kill(pid, 'SIGKILL')
+}
 
 /** Whether `promise` settled within `ms`; the timer is cleared either way (nothing left to hold the process). */
 async function within (promise: Promise<unknown>, ms: number): Promise<boolean> {
@@ -215,9 +233,7 @@ async function drive (options: VerifyOptions, origin: string, child: ReturnType<
 
   await sleep(options.duration)
   // A slow request in flight at the signal, when the load has some (bounded).
-  if (slowPath !== undefined) {
-    for (let i = 0; i < 100 && !load.outcomes.some((o) => o.path === slowPath && o.endedAt === 0); i++) await sleep(20)
-  }
+  if (slowPath !== undefined) await waitUntil(() => load.outcomes.some((o) => o.path === slowPath && o.endedAt === 0), 2000)
   const inFlightAtSignal = load.outcomes.filter((o) => o.endedAt === 0).length
   signalAt = performance.now()
   let killedAfterMs: number | undefined
@@ -243,13 +259,15 @@ async function drive (options: VerifyOptions, origin: string, child: ReturnType<
   const openAtExit = idle.filter((socket) => !socket.destroyed).length
   for (const socket of idle) socket.destroy()
 
+  // A reload's exit is the one it caused (a handoff's old process), not the stop below.
+  const exitAtReload = exitOf()
   let serving = true
   if (options.reload !== undefined) {
     serving = await probe(origin + options.path) === 200
-    await stopService(child, exited, exitOf, successors, options.signal)
+    for (const pid of [child.pid as number, ...successors]) await stopPid(pid, options.signal, options.timeout)
+    await exited
   }
-
-  const exit = exitOf()
+  const exit = options.reload === undefined ? exitOf() : exitAtReload
   const refusedAt = outcomes.filter((o) => o.error === 'ECONNREFUSED' && o.startedAt >= signalAt).map((o) => o.startedAt)
   const listenerClosedAt = refusedAt.length > 0 ? Math.min(...refusedAt) : undefined
   const requests = countRequests(outcomes)
@@ -310,7 +328,7 @@ function reloadFindings (observed: Observed, serving: boolean, signal: string): 
     found.unshift({
       kind: 'reload-exit',
       severity: 'fail',
-      message: `the process ended (${exit.signal ?? `code ${exit.code}`}) at ${signal}`,
+      message: `the process ended (${exitText(exit)}) at ${signal}`,
       fix: `make ${signal} a reload: reload: { handoff: true } for a single process, or run it under the cluster primary (SIGHUP)`
     })
   }
@@ -323,21 +341,6 @@ function reloadFindings (observed: Observed, serving: boolean, signal: string): 
     })
   }
   return found
-}
-
-/** Stops the service after a reload: its process, or the one a handoff handed over to. */
-async function stopService (child: ReturnType<typeof spawn>, exited: Promise<void>, exitOf: () => unknown, successors: number[], signal: NodeJS.Signals): Promise<void> {
-  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
-  if (exitOf() === undefined) {
-    child.kill(signal)
-    if (!await within(exited, 30_000)) child.kill('SIGKILL')
-  }
-  for (const pid of successors) {
-    if (!alive(pid)) continue
-    process.kill(pid, signal)
-    for (let i = 0; i < 300 && alive(pid); i++) await sleep(100)
-    if (alive(pid)) process.kill(pid, 'SIGKILL')
-  }
 }
 
 /** Keep-alive connections that made one request and then stay idle; watched until the exit. */
