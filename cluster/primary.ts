@@ -237,10 +237,14 @@ export async function startPrimary (options: PrimaryOptions = {}): Promise<Prima
   /** Asks a worker to shut down (over IPC, as a signal would), SIGKILL after stopTimeout. */
   async function stop (tracked: Tracked, reason: string, handover: boolean): Promise<{ code: number | null, signal: NodeJS.Signals | null }> {
     tracked.stopping = true
-    // Not connected: it exited, or it is leaving already (the disconnect before its exit).
-    if (tracked.worker.isConnected()) {
+    if (tracked.readyMs !== undefined && tracked.worker.isConnected()) {
       const message: ShutdownMessage = { [KEY]: 'shutdown', reason, handover }
       tracked.worker.send(message)
+    } else {
+      // Still booting, its message listener may not be there yet (a message would be lost):
+      // SIGTERM, which the graceful plugin handles once registered, and which ends a worker
+      // that serves nothing yet otherwise. Or it exited, or is leaving already.
+      tracked.worker.process.kill('SIGTERM')
     }
     const timer = deadline(config.stopTimeout)
     const exit = await Promise.race([tracked.exited, timer.promise.then(() => undefined)])
@@ -293,10 +297,11 @@ export async function startPrimary (options: PrimaryOptions = {}): Promise<Prima
   function shutdown (reason = 'shutdown'): Promise<never> {
     stopping ??= (async () => {
       log.info({ reason, workers: [...live].map((tracked) => tracked.pid) }, 'primary: shutting every worker down')
-      const exits = await Promise.all([...live].map((tracked) => stop(tracked, reason, false).then((exit) => ({ pid: tracked.pid, ...exit }))))
+      const exits = await Promise.all([...live].map((tracked) => stop(tracked, reason, false).then((exit) => ({ pid: tracked.pid, ready: tracked.readyMs !== undefined, ...exit }))))
       // A reload under way ends with the workers: its report comes before the exit.
       await reloading
-      const failed = exits.filter((exit) => exit.code !== 0)
+      // A worker stopped while it booted served nothing: how it ended loses nothing.
+      const failed = exits.filter((exit) => exit.ready && exit.code !== 0)
       const exitCode = failed.length === 0 ? 0 : 1
       log[exitCode === 0 ? 'info' : 'warn']({ exitCode, workers: exits }, 'primary: every worker stopped, exiting')
       process.exit(exitCode)

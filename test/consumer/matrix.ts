@@ -91,6 +91,10 @@ test('the packed package works in fresh projects, as users install it', async (t
     await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', tarball, `fastify@${version}`], { cwd: dir, timeout: 120_000 })
   }))
 
+  // The bin, as `npx fastify-lifecycle` finds it: its runtime dependencies come with it.
+  const help = await run(join(work, `fastify-${LATEST}`, 'node_modules/.bin/fastify-lifecycle'), ['--help'], { timeout: 30_000 })
+  t.match(help.stdout, /^Usage: fastify-lifecycle verify/, 'the fastify-lifecycle bin runs from the installed package')
+
   const tasks: Array<() => Promise<void>> = []
   for (const version of versions) {
     const dir = join(work, `fastify-${version}`)

@@ -211,6 +211,19 @@ test('SIGTERM while a new worker boots: the reload stops, and every worker, the 
   t.equal(exits.length, 3, 'the two old workers and the booting one')
 })
 
+test('SIGTERM while a new worker has not set up the suite yet: it is stopped by signal, not by a message it cannot hear', async (t) => {
+  const mode = modeFile(t, '')
+  const { primary } = await startPrimary(t, { WORKERS: '1', BOOT_MODE_FILE: mode, STOP_TIMEOUT_MS: '20000' })
+  writeFileSync(mode, 'slow-start')
+  primary.kill('SIGHUP')
+  await primary.waitForLog('fixture: slow start')
+  primary.kill('SIGTERM')
+  t.equal(await primary.exitCode, 0, 'the booting worker served nothing: its end loses nothing')
+  t.same(primary.logs('primary: a worker did not exit within stopTimeout, killing it'), [], 'nothing waited for stopTimeout')
+  const exits = primary.logs('primary: every worker stopped, exiting')[0]?.workers as Array<{ ready: boolean, signal: string | null }>
+  t.same(exits.map((exit) => [exit.ready, exit.signal]).sort(), [[false, 'SIGTERM'], [true, null]])
+})
+
 test('SIGTERM while an old worker drains in a reload: no new worker is started past it; workers forced by their own deadline make the primary exit 1', async (t) => {
   const { primary } = await startPrimary(t, { WORKERS: '2', HANG_ON_CLOSE: '1', GRACEFUL_TIMEOUT_MS: '2500', DRAIN_TIMEOUT_MS: '500', TEARDOWN_TIMEOUT_MS: '500' })
   primary.kill('SIGHUP')
