@@ -3,7 +3,8 @@
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { renderReport } from './report-html.js'
-import { exitText } from './verdict.js'
+import { verifyRolling } from './rolling.js'
+import { exitText, modeText } from './verdict.js'
 import { UsageError, verify, type VerifyOptions, type VerifyResult } from './verify.js'
 
 const USAGE = `Usage: fastify-lifecycle verify [options] -- <command that starts the service>
@@ -26,6 +27,8 @@ Options:
   --ready-timeout MS  how long to wait for readiness (default 30000)
   --reload NAME       send this reload signal instead (SIGUSR2: reload.handoff, SIGHUP: the
                       cluster primary); the service must keep serving through it
+  --rolling N         run N replicas behind HAProxy (installed) and replace them one by
+                      one, sending each old one the signal; every request must succeed
   --json              print the result as JSON
   --report FILE       write an HTML report (self-contained)
   -h, --help          this text
@@ -56,7 +59,7 @@ function path (name: string, value: string | undefined, fallback: string | null,
 }
 
 /** The options, or a UsageError; `help` when asked for. */
-export function parse (argv: readonly string[]): { help: true } | { help: false, options: VerifyOptions, json: boolean, report: string | undefined } {
+export function parse (argv: readonly string[]): { help: true } | { help: false, options: VerifyOptions, rolling: number | undefined, json: boolean, report: string | undefined } {
   const split = argv.indexOf('--')
   const own = split === -1 ? [...argv] : argv.slice(0, split)
   const command = split === -1 ? [] : argv.slice(split + 1)
@@ -78,6 +81,7 @@ export function parse (argv: readonly string[]): { help: true } | { help: false,
         timeout: { type: 'string' },
         'ready-timeout': { type: 'string' },
         reload: { type: 'string' },
+        rolling: { type: 'string' },
         json: { type: 'boolean' },
         report: { type: 'string' },
         help: { type: 'boolean', short: 'h' }
@@ -105,7 +109,9 @@ export function parse (argv: readonly string[]): { help: true } | { help: false,
     reload: str('reload') === undefined ? undefined : signalName('reload', str('reload') as string),
     idleSockets: 4
   }
-  return { help: false, options, json: values.json === true, report: str('report') }
+  const rolling = str('rolling') === undefined ? undefined : count('rolling', str('rolling'), 0, 2)
+  if (rolling !== undefined && options.reload !== undefined) throw new UsageError('--rolling and --reload are two ways to restart: choose one')
+  return { help: false, options, rolling, json: values.json === true, report: str('report') }
 }
 
 /** The result in plain words, coloured when `colour`. */
@@ -113,7 +119,7 @@ export function describe (result: VerifyResult, colour: boolean): string {
   const paint = (code: number, text: string): string => colour ? `\u001b[${code}m${text}\u001b[0m` : text
   const r = result.requests
   const lines = [
-    `verify: ${result.verdict === 'pass' ? paint(32, 'PASS') : paint(31, 'FAIL')} (${result.mode === 'reload' ? 'a reload' : 'a shutdown'} under load of ${result.command})`,
+    `verify: ${result.verdict === 'pass' ? paint(32, 'PASS') : paint(31, 'FAIL')} (${modeText(result.mode)} under load of ${result.command})`,
     `  requests: ${r.sent} sent, ${r.answered} answered 2xx, ${r.lost} lost${r.lost > 0 ? ` (${r.resets} reset or hung up, of which ${r.resetsOnReused} on reused keep-alive sockets; ${r.timeouts} timed out; ${r.status503} answered 503)` : ''}`,
     `  refused: ${r.refused}${r.refused > 0 && result.mode === 'shutdown' ? ' (expected once the listener is closed' + (result.listenerClosedMs === undefined ? ')' : `, ${result.listenerClosedMs} ms after the signal)`) : ''}`,
     `  in flight at the signal: ${result.inFlightAtSignal}`
@@ -123,6 +129,7 @@ export function describe (result: VerifyResult, colour: boolean): string {
     lines.push(`  idle keep-alive sockets open at the exit: ${result.idleSockets.openAtExit} of ${result.idleSockets.opened}`)
     lines.push(`  exit: ${exitText(result.exit)}${result.exit.afterSignalMs === undefined ? '' : `, ${result.exit.afterSignalMs} ms after the signal`}`)
   }
+  for (const [i, replica] of (result.replicas ?? []).entries()) lines.push(`  replica ${i + 1}: exit ${replica.exit}, ${replica.afterSignalMs} ms after the signal`)
   if (result.report !== undefined) lines.push(`  the service's report: ${result.report.clean === true ? 'clean' : `not clean: ${(result.report.forced as string[]).join('; ')}`}`)
   if (result.findings.length > 0) {
     lines.push('findings:')
@@ -155,7 +162,7 @@ export async function main (argv: readonly string[], out: NodeJS.WriteStream = p
   }
   let result: VerifyResult
   try {
-    result = await verify(parsed.options)
+    result = parsed.rolling === undefined ? await verify(parsed.options) : await verifyRolling({ ...parsed.options, replicas: parsed.rolling })
   } catch (error) {
     if (error instanceof UsageError) {
       err.write(`fastify-lifecycle: ${error.message}\n`)

@@ -1,7 +1,7 @@
 // `verify --report FILE.html`: one self-contained page (no script, no network) with the
 // verdict, the timeline of requests per 100 ms by outcome (the signal, the readiness flip, the
 // listener close and the exit marked on it), the counts and the findings.
-import { exitText } from './verdict.js'
+import { exitText, modeText } from './verdict.js'
 import type { VerifyResult } from './verify.js'
 
 const escape = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
@@ -76,7 +76,7 @@ li.fail strong { color: #c62828 } li.warn strong { color: #ef6c00 } li.info stro
 .fix { color: #555 } .legend span { display: inline-block; width: 10px; height: 10px; margin: 0 4px 0 12px }
 </style></head><body>
 <h1>verify: <span class="${result.verdict}">${result.verdict}</span></h1>
-<p>${escape(result.mode === 'reload' ? 'A reload under load' : 'A shutdown under load')} of <code>${escape(result.command)}</code> at ${escape(result.origin)}.</p>
+<p>Verified: ${escape(modeText(result.mode))} under load of <code>${escape(result.command)}</code> at ${escape(result.origin)}.</p>
 <h2>Requests per 100 ms</h2>
 <p class="legend"><span style="background:#4caf50"></span>answered <span style="background:#9e9e9e"></span>refused <span style="background:#e53935"></span>lost</p>
 ${timelineSvg(result)}

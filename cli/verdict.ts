@@ -110,6 +110,11 @@ export interface Observed {
   report: { clean: boolean, forced: string[], exitCode: number } | undefined
 }
 
+/** What was verified, in a few words. */
+export function modeText (mode: 'shutdown' | 'reload' | 'rolling'): string {
+  return mode === 'reload' ? 'a reload' : mode === 'rolling' ? 'a rolling restart behind HAProxy' : 'a shutdown'
+}
+
 /** How a process ended, in words: `code 0`, `killed by SIGTERM`. */
 export function exitText (exit: { code: number | null, signal: string | null }): string {
   return exit.signal !== null ? `killed by ${exit.signal}` : `code ${exit.code}`

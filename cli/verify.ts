@@ -47,7 +47,7 @@ export interface Progress {
 
 export interface VerifyResult {
   verdict: 'pass' | 'fail'
-  mode: 'shutdown' | 'reload'
+  mode: 'shutdown' | 'reload' | 'rolling'
   command: string
   origin: string
   requests: RequestCounts
@@ -63,17 +63,24 @@ export interface VerifyResult {
   timeline: { slots: Slot[], signalMs: number, readinessFlipMs: number | undefined, listenerClosedMs: number | undefined, exitMs: number | undefined }
   /** The service's last output lines. */
   output: string[]
+  /** `--rolling`: how each replaced replica exited. */
+  replicas?: Array<{ exit: string, afterSignalMs: number, clean: unknown }>
 }
 
 /** A problem with the command or its options: exit status 2, no stack. */
 export class UsageError extends Error {}
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+/** The log lines of fastify-lifecycle's reloads: one started, one over (ready, rolled back, or skipped). */
+const RELOAD_STARTED = /^(reload: new process started|primary: reload started)/
+const RELOAD_ENDED = /^(reload: the new process is ready|reload: rolled back|primary: reload complete|primary: reload rolled back|primary: reload skipped)/
 
-/** Whether `test` came true within `ms`, checked every 20 ms. */
-async function waitUntil (test: () => boolean, ms: number): Promise<boolean> {
+/** @internal */
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** @internal Whether `test` came true within `ms`, checked every 20 ms. */
+export async function waitUntil (test: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
   const endAt = performance.now() + ms
-  while (!test()) {
+  while (!await test()) {
     if (performance.now() > endAt) return false
     await sleep(20)
   }
@@ -88,8 +95,8 @@ async function stopPid (pid: number, signal: NodeJS.Signals, ms: number): Promis
   if (!await waitUntil(() => !alive(pid), ms)) process.kill(pid, 'SIGKILL')
 }
 
-/** Whether `promise` settled within `ms`; the timer is cleared either way (nothing left to hold the process). */
-async function within (promise: Promise<unknown>, ms: number): Promise<boolean> {
+/** @internal Whether `promise` settled within `ms`; the timer is cleared either way (nothing left to hold the process). */
+export async function within (promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined
   const late = new Promise<boolean>((resolve) => { timer = setTimeout(resolve, ms, false) })
   try {
@@ -99,7 +106,8 @@ async function within (promise: Promise<unknown>, ms: number): Promise<boolean> 
   }
 }
 
-async function freePort (): Promise<number> {
+/** @internal */
+export async function freePort (): Promise<number> {
   const server = createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -129,6 +137,7 @@ export async function verify (options: VerifyOptions): Promise<VerifyResult> {
   const output: string[] = []
   let report: Record<string, unknown> | undefined
   const successors: number[] = []
+  const reloads = { started: 0, ended: 0 }
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream }).on('line', (text) => {
       output.push(text)
@@ -137,6 +146,8 @@ export async function verify (options: VerifyOptions): Promise<VerifyResult> {
       try { line = JSON.parse(text) } catch { return }
       if (line.msg === 'lifecycle: shutdown report' && line.pid === child.pid) report = line.report as Record<string, unknown>
       if (typeof line.newPid === 'number' && line.msg === 'reload: the new process is ready; this one drains and exits') successors.push(line.newPid)
+      if (typeof line.msg === 'string' && RELOAD_STARTED.test(line.msg)) reloads.started++
+      if (typeof line.msg === 'string' && RELOAD_ENDED.test(line.msg)) reloads.ended++
     })
   }
   let exit: { code: number | null, signal: string | null, at: number } | undefined
@@ -158,8 +169,11 @@ export async function verify (options: VerifyOptions): Promise<VerifyResult> {
       if (spawnError !== undefined) throw spawnError
       throw new ServiceError(`${(err as Error).message}; its last output:\n${output.slice(-10).map((line) => `  ${line}`).join('\n')}`)
     }
-    return await drive(options, origin, child, () => exit, exited, () => report, successors, output)
+    return await drive(options, origin, child, () => exit, exited, () => report, successors, output, reloads)
   } finally {
+    // A process left behind must not hold this one open through its output.
+    child.stdout.destroy()
+    child.stderr.destroy()
     process.removeListener('exit', killAtExit)
     if (exit === undefined) child.kill('SIGKILL')
   }
@@ -190,7 +204,7 @@ async function connects (origin: string): Promise<number | string> {
 /** The service could not be verified: it did not start, or was never ready (a failing verdict, not a usage error). */
 export class ServiceError extends Error {}
 
-async function drive (options: VerifyOptions, origin: string, child: ReturnType<typeof spawn>, exitOf: () => { code: number | null, signal: string | null, at: number } | undefined, exited: Promise<void>, reportOf: () => Record<string, unknown> | undefined, successors: number[], output: string[]): Promise<VerifyResult> {
+async function drive (options: VerifyOptions, origin: string, child: ReturnType<typeof spawn>, exitOf: () => { code: number | null, signal: string | null, at: number } | undefined, exited: Promise<void>, reportOf: () => Record<string, unknown> | undefined, successors: number[], output: string[], reloads: { started: number, ended: number }): Promise<VerifyResult> {
   const keepAlive = Math.max(1, Math.ceil(options.connections * 3 / 4))
   const fresh = Math.max(0, options.connections - keepAlive)
   const slowPath = options.slowPath
@@ -249,6 +263,8 @@ async function drive (options: VerifyOptions, origin: string, child: ReturnType<
     child.kill(options.reload)
     stage = 'after the reload'
     await sleep(Math.max(options.duration, 1000))
+    // A reload of fastify-lifecycle's that is still under way (a slow boot) is waited for.
+    await waitUntil(() => reloads.ended >= reloads.started, options.timeout)
   }
   load.stop()
   await within(load.done, options.timeout)

@@ -194,7 +194,14 @@ const reload: FastifyPluginAsync<ReloadOptions> = async function reload (fastify
       stdio: ['inherit', 'inherit', 'inherit', 'ipc', ...fds]
     })
     log.info({ signal: config.signal, newPid: child.pid, readyTimeout: config.readyTimeout }, 'reload: new process started, waiting for it to be ready')
+    // Shut down before it is ready: it must not outlive this process, orphaned, on the socket.
+    function stopStarting (): void {
+      log.warn({ newPid: child.pid }, 'reload: shutting down during a handoff, stopping the new process')
+      child.kill('SIGTERM')
+    }
+    lifecycle.once('draining', stopStarting)
     const outcome = await whenReady(child, config.readyTimeout)
+    lifecycle.removeListener('draining', stopStarting)
     const readyMs = Math.round(performance.now() - started)
     if (!outcome.ready) {
       log.error({ newPid: child.pid, reason: outcome.reason, afterMs: readyMs }, `reload: rolled back, this process keeps serving: the new process ${outcome.reason}`)

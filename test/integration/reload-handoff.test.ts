@@ -178,6 +178,22 @@ test('the successor logs an unclean predecessor as a warning: the old process cu
   await until(`process ${ready.newPid} gone`, () => !alive(ready.newPid as number))
 })
 
+test('a shutdown during a handoff stops the new process: nothing is left orphaned on the socket', async (t) => {
+  const mode = modeFile(t, '')
+  const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), BOOT_MODE_FILE: mode })
+  writeFileSync(mode, 'slow')
+  service.kill('SIGUSR2')
+  const started = await service.waitForLog('reload: new process started, waiting for it to be ready')
+  const next = started.newPid as number
+  t.teardown(() => { killIfAlive(next) })
+  await service.waitForLog((line) => line.msg === 'boot: warming up' && line.pid === next)
+  service.kill('SIGTERM')
+  const stopping = await service.waitForLog('reload: shutting down during a handoff, stopping the new process')
+  t.equal(stopping.newPid, next)
+  t.equal(await service.exitCode, 0)
+  await until(`process ${next} gone`, () => !alive(next))
+})
+
 test('a reload signal during a shutdown is ignored', async (t) => {
   const service = await startFixture(t, 'service.js', { RELOAD: 'handoff', PORT: String(await freePort()), PRE_STOP_DELAY_MS: '2000' })
   service.kill('SIGTERM')

@@ -24,7 +24,9 @@ async function run (t: Test, args: string[], env: Record<string, string> = {}): 
   let stderr = ''
   child.stdout.on('data', (chunk: Buffer) => { stdout += chunk })
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk })
+  const started = performance.now()
   const [code] = await once(child, 'exit') as [number | null]
+  if (process.env.VERIFY_TIMINGS !== undefined) t.comment(`${args.join(' ')}: ${Math.round(performance.now() - started)} ms`)
   return { code, stdout, stderr }
 }
 
@@ -91,6 +93,27 @@ test('--reload: a listener handoff and a cluster reload keep serving; a service 
   t.ok(kinds.includes('reload-exit') && kinds.includes('not-serving'), `findings: ${kinds.join(', ')}`)
 })
 
+test('--rolling: replicas behind HAProxy replaced one by one; the example passes, the close-with-grace recipe loses requests, a replica that ignores the signal is killed', async (t) => {
+  const pass = await run(t, ['verify', ...FAST, '--rolling', '2', '--slow-path', '/slow?ms=300', '--json', '--', process.execPath, 'examples/service.js'], { PRE_STOP_DELAY_MS: '1500' })
+  t.equal(pass.code, 0, 'the example: pass')
+  const result = JSON.parse(pass.stdout)
+  t.match(result, { verdict: 'pass', mode: 'rolling', requests: { lost: 0, refused: 0 } })
+  t.same(result.replicas.map((replica: { exit: string }) => replica.exit), ['code 0', 'code 0'])
+  t.ok(result.requests.sent > 100, `${result.requests.sent} requests through HAProxy`)
+  const fail = await run(t, ['verify', ...FAST, '--rolling', '2', '--ready-path', 'none', '--live-path', 'none', '--', process.execPath, 'test/fixtures/close-with-grace.js'])
+  t.equal(fail.code, 1, 'the close-with-grace recipe: fail')
+  t.match(fail.stdout, /^verify: FAIL \(a rolling restart behind HAProxy under load/)
+  t.match(fail.stdout, /fail \d+ of \d+ request\(s\) through HAProxy failed during the rolling restart/)
+  t.match(fail.stdout, /replica 2: exit code 0/)
+  const script = 'require("http").createServer((q, s) => s.end("ok")).listen(process.env.PORT, process.env.HOST); process.on("SIGTERM", () => {})'
+  const stuck = await run(t, ['verify', '--duration', '500', '--connections', '4', '--rolling', '2', '--ready-path', 'none', '--live-path', 'none', '--timeout', '1000', '--json', '--', process.execPath, '-e', script])
+  t.equal(stuck.code, 1)
+  t.equal(JSON.parse(stuck.stdout).findings.find((finding: { kind: string }) => finding.kind === 'no-exit')?.severity, 'fail')
+  const missing = await run(t, ['verify', '--rolling', '2', '--', process.execPath, 'examples/service.js'], { PATH: '/nonexistent' })
+  t.equal(missing.code, 2)
+  t.match(missing.stderr, /--rolling runs the service behind HAProxy, which is not installed: apt-get install -y haproxy/)
+})
+
 test('a service that never becomes ready fails with its last output', async (t) => {
   const exits = await run(t, ['verify', '--', process.execPath, '-e', 'console.log("boot failed: no DATABASE_URL"); process.exit(3)'])
   t.equal(exits.code, 1)
@@ -105,11 +128,13 @@ test('bad usage: exit status 2, the reason and the usage, no stack', async (t) =
     [['verify'], /give the command that starts the service after --/],
     [[], /say which command: verify/],
     [['check', '--', 'node'], /unknown command: check/],
-    [['verify', '--rolling', '3', '--', 'node'], /Unknown option '--rolling'/],
+    [['verify', '--replicas', '3', '--', 'node'], /Unknown option '--replicas'/],
     [['verify', '--signal', 'SIGKILL', '--', 'node'], /--signal must be one of SIGTERM/],
     [['verify', '--connections', '0', '--', 'node'], /--connections must be an integer of at least 1/],
     [['verify', '--path', 'x', '--', 'node'], /--path must start with \/, got "x"/],
-    [['verify', '--ready-path', 'x', '--', 'node'], /--ready-path must start with \/ \(or be "none"\)/]
+    [['verify', '--ready-path', 'x', '--', 'node'], /--ready-path must start with \/ \(or be "none"\)/],
+    [['verify', '--rolling', '1', '--', 'node'], /--rolling must be an integer of at least 2/],
+    [['verify', '--rolling', '2', '--reload', 'SIGHUP', '--', 'node'], /--rolling and --reload are two ways to restart: choose one/]
   ] as Array<[string[], RegExp]>) {
     const { code, stderr } = await run(t, args)
     t.equal(code, 2, args.join(' '))
