@@ -159,9 +159,7 @@ export async function verify (options: VerifyOptions): Promise<VerifyResult> {
       resolve()
     })
   })
-  // Never leave the service behind.
-  const killAtExit = (): void => { if (exit === undefined) child.kill('SIGKILL') }
-  process.once('exit', killAtExit)
+  // Never leave the service behind (a Ctrl-C reaches it too: it is in this terminal's group).
   try {
     try {
       await waitReady(options, origin, () => spawnError ?? exit)
@@ -174,7 +172,6 @@ export async function verify (options: VerifyOptions): Promise<VerifyResult> {
     // A process left behind must not hold this one open through its output.
     child.stdout.destroy()
     child.stderr.destroy()
-    process.removeListener('exit', killAtExit)
     if (exit === undefined) child.kill('SIGKILL')
   }
 }
@@ -340,7 +337,7 @@ function reloadFindings (observed: Observed, serving: boolean, signal: string): 
       fix: 'reload start-first on the same socket: the listener handoff (reload.handoff) or the cluster primary (fastify-lifecycle/cluster)'
     })
   }
-  if (exit.signal !== null || (exit.code !== null && exit.code !== 0)) {
+  if (exit.signal !== null || (exit.code ?? 0) !== 0) {
     found.unshift({
       kind: 'reload-exit',
       severity: 'fail',

@@ -109,6 +109,10 @@ test('--rolling: replicas behind HAProxy replaced one by one; the example passes
   const stuck = await run(t, ['verify', '--duration', '500', '--connections', '4', '--rolling', '2', '--ready-path', 'none', '--live-path', 'none', '--timeout', '1000', '--json', '--', process.execPath, '-e', script])
   t.equal(stuck.code, 1)
   t.equal(JSON.parse(stuck.stdout).findings.find((finding: { kind: string }) => finding.kind === 'no-exit')?.severity, 'fail')
+  const unready = 'console.log("warming up, not ready"); require("http").createServer((q, s) => { s.statusCode = 503; s.end() }).listen(process.env.PORT, process.env.HOST)'
+  const never = await run(t, ['verify', '--rolling', '2', '--ready-timeout', '1500', '--', process.execPath, '-e', unready])
+  t.equal(never.code, 1, 'a replica HAProxy never sees up')
+  t.match(never.stderr, /^verify: FAIL: replica 1 \(port \d+\) was not up in HAProxy within 1500 ms; the last output:\n {2}warming up, not ready/)
   const missing = await run(t, ['verify', '--rolling', '2', '--', process.execPath, 'examples/service.js'], { PATH: '/nonexistent' })
   t.equal(missing.code, 2)
   t.match(missing.stderr, /--rolling runs the service behind HAProxy, which is not installed: apt-get install -y haproxy/)
