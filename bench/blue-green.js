@@ -10,13 +10,13 @@
 // lag was not reproduced).
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { startLoad } from '../dist/cli/load.js'
 import { countRequests } from '../dist/cli/verdict.js'
+import { listening, nginxConfig, requireNginx } from './lib/nginx.js'
 import { freePort, startProcess } from './lib/processes.js'
 
 const REPLICAS = 2
@@ -25,66 +25,10 @@ const SWITCH_LAG_MS = 1500
 const service = fileURLToPath(new URL('../examples/service.js', import.meta.url))
 const naive = fileURLToPath(new URL('./naive-service.js', import.meta.url))
 
-try {
-  execFileSync('nginx', ['-v'], { stdio: 'ignore' })
-} catch {
-  console.error('nginx is not installed. Install it with: apt-get update && apt-get install -y nginx (as root)')
-  process.exit(2)
-}
+requireNginx()
 
 const dir = mkdtempSync(join(tmpdir(), 'fastify-lifecycle-blue-green-'))
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
-
-/**
- * @param {string} prefix
- * @param {number} frontPort
- * @param {number[]} ports the group the traffic goes to
- */
-function nginxConfig (prefix, frontPort, ports) {
-  return [
-    'worker_processes 1;',
-    'user root;',
-    `pid ${prefix}/nginx.pid;`,
-    `error_log ${prefix}/error.log warn;`,
-    'events { worker_connections 4096; }',
-    'http {',
-    '  access_log off;',
-    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${prefix}/${kind};`),
-    // A reload closes the old workers' idle client connections: nginx's own race, kept out.
-    '  keepalive_timeout 0;',
-    '  upstream active {',
-    ...ports.map((port) => `    server 127.0.0.1:${port} max_fails=0;`),
-    '    keepalive 64;',
-    '  }',
-    '  server {',
-    `    listen 127.0.0.1:${frontPort};`,
-    '    location / {',
-    '      proxy_pass http://active;',
-    '      proxy_http_version 1.1;',
-    '      proxy_set_header Connection "";',
-    '      proxy_next_upstream off;',
-    '    }',
-    '  }',
-    '}',
-    ''
-  ].join('\n')
-}
-
-/** @param {number} port */
-async function listening (port) {
-  const until = Date.now() + 10_000
-  while (Date.now() < until) {
-    const socket = connect(port, '127.0.0.1')
-    const up = await new Promise((resolve) => {
-      socket.once('connect', () => resolve(true))
-      socket.once('error', () => resolve(false))
-    })
-    socket.destroy()
-    if (up) return
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`nothing listened on 127.0.0.1:${port}`)
-}
 
 /** @param {number} port */
 async function ready (port) {

@@ -9,11 +9,11 @@
 // bench did not reproduce the lag it exists to show).
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startLoad } from '../dist/cli/load.js'
+import { listening, nginxConfig, requireNginx } from './lib/nginx.js'
 import { freePort, startProcess } from './lib/processes.js'
 
 const SHORT = process.argv.includes('--short')
@@ -26,72 +26,10 @@ const QUIET_MS = 500
 const MAX_DELAY_MS = 5000 // with drain 5 s and teardown 10 s, inside the example's 25 s deadline
 const service = fileURLToPath(new URL('../examples/service.js', import.meta.url))
 
-try {
-  execFileSync('nginx', ['-v'], { stdio: 'ignore' })
-} catch {
-  console.error('nginx is not installed. Install it with: apt-get update && apt-get install -y nginx (as root)')
-  process.exit(2)
-}
+requireNginx()
 
 const dir = mkdtempSync(join(tmpdir(), 'fastify-lifecycle-nginx-'))
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
-
-/**
- * nginx's configuration for the upstream servers `ports`. Client connections are not kept
- * alive (`keepalive_timeout 0`): a reload closes the old workers' idle client connections, a
- * race of nginx's own that would add failures to both runs; upstream connections are.
- * @param {string} run
- * @param {number} frontPort
- * @param {number[]} ports
- */
-function nginxConfig (run, frontPort, ports) {
-  const prefix = join(dir, run)
-  return [
-    'worker_processes 1;',
-    'user root;',
-    `pid ${prefix}/nginx.pid;`,
-    `error_log ${prefix}/error.log warn;`,
-    'events { worker_connections 4096; }',
-    'http {',
-    '  access_log off;',
-    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${prefix}/${kind};`),
-    '  keepalive_timeout 0;',
-    '  upstream replicas {',
-    ...ports.map((port) => `    server 127.0.0.1:${port} max_fails=0;`),
-    '    keepalive 64;',
-    '  }',
-    '  server {',
-    `    listen 127.0.0.1:${frontPort};`,
-    '    location / {',
-    '      proxy_pass http://replicas;',
-    '      proxy_http_version 1.1;',
-    '      proxy_set_header Connection "";',
-    '      proxy_next_upstream off;',
-    '    }',
-    '  }',
-    '}',
-    ''
-  ].join('\n')
-}
-
-/**
- * nginx says nothing when it listens: try to connect, bounded in time.
- * @param {number} port
- */
-async function listening (port) {
-  const until = Date.now() + 10_000
-  while (Date.now() < until) {
-    const socket = connect(port, '127.0.0.1')
-    const up = await new Promise((resolve) => {
-      socket.once('connect', () => resolve(true))
-      socket.once('error', () => resolve(false))
-    })
-    socket.destroy()
-    if (up) return
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`nginx never listened on 127.0.0.1:${port}`)
-}
 
 /**
  * One run: nginx, REPLICAS replicas started with `env`, ROUNDS rounds of replacement.
@@ -104,7 +42,7 @@ async function rollingRestart ({ name, env }) {
   const config = join(prefix, 'nginx.conf')
   /** @type {Set<number>} */
   const upstream = new Set()
-  const writeUpstream = () => writeFileSync(config, nginxConfig(name, frontPort, [...upstream]))
+  const writeUpstream = () => writeFileSync(config, nginxConfig(prefix, frontPort, [...upstream]))
   const reload = () => execFileSync('nginx', ['-c', config, '-p', prefix, '-s', 'reload'], { stdio: 'pipe' })
 
   const startReplica = async () => {

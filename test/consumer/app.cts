@@ -2,6 +2,7 @@
 import Fastify = require('fastify')
 import lifecycleModule = require('fastify-lifecycle')
 import errors = require('fastify-lifecycle/errors')
+import clusterModule = require('fastify-lifecycle/cluster')
 
 async function main (): Promise<void> {
   const app = Fastify.fastify()
@@ -13,6 +14,9 @@ async function main (): Promise<void> {
   const report: lifecycleModule.ShutdownReport = await app.lifecycle.shutdown()
   const err: unknown = new errors.FST_LIFECYCLE_INVALID_OPTION('a', 'b', 'c')
   const code = err instanceof errors.FST_LIFECYCLE_INVALID_OPTION ? err.code : 'none'
-  console.log(JSON.stringify({ readyz: res.status, clean: report.clean, deadlineReached: report.stages.drain?.deadlineReached, code }))
+  // The cluster primary's subpath resolves and types (not started: it would fork).
+  const primaryOptions: clusterModule.PrimaryOptions = { workers: 2, reloadSignal: 'SIGHUP' }
+  const primary = typeof clusterModule.startPrimary === 'function' && primaryOptions.workers === 2
+  console.log(JSON.stringify({ readyz: res.status, clean: report.clean, deadlineReached: report.stages.drain?.deadlineReached, code, primary }))
 }
 main().catch((err) => { console.error(err); process.exit(1) })

@@ -1,6 +1,10 @@
 // What the reload tests share: the load they drive through a reload (keep-alive and fresh
 // connections, slow requests, an event stream), waits on conditions (never on time alone), and
 // the checks that a process is gone.
+import { writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Test } from 'tap'
 import { request } from 'undici'
 import { startLoad, summarize, type Load, type LoadSummary } from '../../cli/load.js'
 
@@ -94,3 +98,14 @@ export async function whoami (origin: string): Promise<number> {
 
 export type { LoadSummary }
 export { summarize }
+
+/**
+ * A file saying what the version on disk does at boot (test/fixtures/service.js reads it when
+ * it starts: '', 'crash', 'hang', 'slow', 'slow-start'); emptied when the test ends.
+ */
+export function modeFile (t: Test, mode: string): string {
+  const file = join(tmpdir(), `fastify-lifecycle-boot-mode-${process.pid}-${Math.random().toString(36).slice(2)}`)
+  writeFileSync(file, mode)
+  t.teardown(() => { writeFileSync(file, '') })
+  return file
+}

@@ -6,6 +6,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import type { Test } from 'tap'
 import pg from 'pg'
 import { Redis } from 'ioredis'
+import { freePort } from '../../cli/verify.js'
 
 export const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
@@ -64,16 +65,8 @@ export async function redisClients (name: string): Promise<number> {
   }
 }
 
-/** A port free right now on 127.0.0.1, for a listener the code under test opens itself. */
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
-}
+/** A port free on 127.0.0.1 right now: the verify command's own. */
+export { freePort }
 
 /**
  * A redis-server of the test's own, on its own port, so a test can stop it without touching

@@ -6,24 +6,15 @@
 import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { test, type Test } from 'tap'
 import { startFixture, type Fixture, type LogLine } from '../helpers/fixture.js'
 import { freePort } from '../helpers/services.js'
-import { alive, answered, killIfAlive, reloadLoad, startStream, summarize, until, whoami } from '../helpers/reload.js'
+import { alive, answered, killIfAlive, modeFile, reloadLoad, startStream, summarize, until, whoami } from '../helpers/reload.js'
 
 const EVERY_READY = 'primary: every worker ready'
 const RELOADED = 'primary: reload complete, every worker replaced'
-
-function modeFile (t: Test, mode: string): string {
-  const file = join(tmpdir(), `fastify-lifecycle-boot-mode-${process.pid}-${Math.random().toString(36).slice(2)}`)
-  writeFileSync(file, mode)
-  t.teardown(() => { writeFileSync(file, '') })
-  return file
-}
 
 /** The primary, once every worker is ready; its workers are killed at the end of the test. */
 async function startPrimary (t: Test, env: Record<string, string>): Promise<{ primary: Fixture, origin: string }> {

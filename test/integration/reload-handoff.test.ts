@@ -10,21 +10,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { test, type Test } from 'tap'
+import { test } from 'tap'
 import { startFixture, type LogLine } from '../helpers/fixture.js'
 import { freePort, startPythonHelper } from '../helpers/services.js'
-import { alive, answered, killIfAlive, reloadLoad, startStream, summarize, until, whoami } from '../helpers/reload.js'
+import { alive, answered, killIfAlive, modeFile, reloadLoad, startStream, summarize, until, whoami } from '../helpers/reload.js'
 
 const READY = 'reload: the new process is ready; this one drains and exits'
 const ENDED = 'reload: the previous process ended'
 const EXITING = 'graceful: shutdown complete, exiting'
-
-function modeFile (t: Test, mode: string): string {
-  const file = join(tmpdir(), `fastify-lifecycle-boot-mode-${process.pid}-${Math.random().toString(36).slice(2)}`)
-  writeFileSync(file, mode)
-  t.teardown(() => { writeFileSync(file, '') })
-  return file
-}
 
 test('three handoffs in a row under load: nothing refused, reset, hung or failed; each old process drains and exits 0', async (t) => {
   const port = await freePort()
