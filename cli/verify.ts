@@ -8,6 +8,7 @@ import { Agent, get } from 'node:http'
 import { createServer, type Socket } from 'node:net'
 import { createInterface } from 'node:readline'
 import { request } from 'undici'
+import { settleWithin } from '../lib/timers.js'
 import { startLoad, type Outcome } from './load.js'
 import { countRequests, exitText, findings, timeline, verdictOf, type Finding, type Observed, type RequestCounts, type Slot } from './verdict.js'
 
@@ -95,15 +96,9 @@ async function stopPid (pid: number, signal: NodeJS.Signals, ms: number): Promis
   if (!await waitUntil(() => !alive(pid), ms)) process.kill(pid, 'SIGKILL')
 }
 
-/** @internal Whether `promise` settled within `ms`; the timer is cleared either way (nothing left to hold the process). */
+/** @internal Whether `promise` settled within `ms` (lib/timers.ts's bounded wait). */
 export async function within (promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<boolean>((resolve) => { timer = setTimeout(resolve, ms, false) })
-  try {
-    return await Promise.race([promise.then(() => true), late])
-  } finally {
-    clearTimeout(timer)
-  }
+  return (await settleWithin(() => promise, ms)).status !== 'timed out'
 }
 
 /** @internal */

@@ -6,7 +6,7 @@ import { FST_LIFECYCLE_CLUSTER, FST_LIFECYCLE_INVALID_OPTION } from '../lib/erro
 import { IPC_ENV, KEY, protocolMessage, type ChildMessage, type ShutdownMessage } from '../lib/ipc.js'
 import type { ShutdownReport } from '../lib/report.js'
 import { checkKnownKeys, duration, keysOf } from '../lib/options.js'
-import { deadline, roundMs, wait } from '../lib/timers.js'
+import { deadline, roundMs, settleWithin, wait } from '../lib/timers.js'
 
 /** Signals that can ask the primary for a reload. */
 export const RELOAD_SIGNALS = Object.freeze(['SIGHUP', 'SIGUSR2'] as const)
@@ -246,10 +246,7 @@ export async function startPrimary (options: PrimaryOptions = {}): Promise<Prima
       // that serves nothing yet otherwise. Or it exited, or is leaving already.
       tracked.worker.process.kill('SIGTERM')
     }
-    const timer = deadline(config.stopTimeout)
-    const exit = await Promise.race([tracked.exited, timer.promise.then(() => undefined)])
-    timer.clear()
-    if (exit !== undefined) return exit
+    if ((await settleWithin(() => tracked.exited, config.stopTimeout)).status !== 'timed out') return tracked.exited
     log.error({ worker: tracked.pid, stopTimeout: config.stopTimeout }, 'primary: a worker did not exit within stopTimeout, killing it')
     tracked.worker.process.kill('SIGKILL')
     return tracked.exited

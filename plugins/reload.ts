@@ -9,7 +9,7 @@ import { useLifecycle, type ShutdownReport } from '../lib/lifecycle.js'
 import { listenerFd } from '../lib/node-internals.js'
 import { alreadyResolved, bool, duration, keysOf, optionsObject, resolved } from '../lib/options.js'
 import { kBeforeExit, kClaim, kExit, kHandedOver, kOnHandoff, kProbeServer, kReadyCheck, kServing, kSharedListener, kSuccessorEnv } from '../lib/symbols.js'
-import { deadline, messageOf } from '../lib/timers.js'
+import { deadline, messageOf, settleWithin } from '../lib/timers.js'
 
 /** Signals a listener handoff can be asked for with. */
 export const HANDOFF_SIGNALS = Object.freeze(['SIGUSR2', 'SIGHUP'] as const)
@@ -253,10 +253,7 @@ async function stopChild (child: ChildProcess, timeout: number, log: FastifyBase
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return
   const exited = once(child, 'exit')
   child.kill('SIGTERM')
-  const timer = deadline(timeout)
-  const stopped = await Promise.race([exited.then(() => true), timer.promise.then(() => false)])
-  timer.clear()
-  if (stopped) return
+  if ((await settleWithin(() => exited, timeout)).status !== 'timed out') return
   log.error({ newPid: child.pid, timeout }, 'reload: the failed new process did not exit after SIGTERM, killing it')
   child.kill('SIGKILL')
   await exited
